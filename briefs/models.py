@@ -1,0 +1,65 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Team(models.Model):
+    """Who owns briefs. The first pages show every brief to every staff member;
+    the field is here so that per-team access needs no data migration later."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=120, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Brief(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="briefs", null=True, blank=True)
+    title = models.CharField(max_length=200)
+    idea = models.TextField(blank=True, help_text="The story idea in a few sentences.")
+    style = models.TextField(blank=True, help_text="Visual style added to every scene's prompt.")
+    characters = models.TextField(blank=True, help_text="Who appears in the story, one per line.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Live events are numbered per brief so that a browser can see a gap and resync.
+    event_seq = models.PositiveBigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Scene(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    brief = models.ForeignKey(Brief, on_delete=models.CASCADE, related_name="scenes")
+    position = models.PositiveIntegerField(help_text="Order within the brief, from 1.")
+    title = models.CharField(max_length=200)
+    prompt = models.TextField(help_text="What the frame shows.")
+    negative_prompt = models.TextField(blank=True)
+    seed = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Fixed seed; empty picks a new one for every render."
+    )
+    # Bumped on every edit so that a take can name the exact scene text it rendered.
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["brief", "position", "id"]
+        indexes = [models.Index(fields=["brief", "position"], name="scene_brief_position_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.title}"

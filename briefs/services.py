@@ -1,0 +1,90 @@
+"""State changes of briefs and scenes. Every door (editor, API, commands) goes through here."""
+
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from briefs.models import Brief, Scene, Team
+
+BRIEF_FIELDS = ("title", "idea", "style", "characters")
+SCENE_FIELDS = ("title", "prompt", "negative_prompt", "seed")
+
+
+@transaction.atomic
+def brief_create(
+    *,
+    user: User | AnonymousUser | None,
+    title: str,
+    idea: str = "",
+    style: str = "",
+    characters: str = "",
+    team: Team | None = None,
+    scenes: list[dict[str, Any]] | None = None,
+) -> Brief:
+    brief = Brief.objects.create(
+        title=title,
+        idea=idea,
+        style=style,
+        characters=characters,
+        team=team,
+        created_by=user if isinstance(user, User) else None,
+    )
+    for values in scenes or []:
+        scene_create(brief=brief, **values)
+    return brief
+
+
+def brief_update(*, brief: Brief, **values: Any) -> Brief:
+    unknown = set(values) - set(BRIEF_FIELDS)
+    if unknown:
+        raise TypeError(f"brief_update() got unknown fields: {', '.join(sorted(unknown))}")
+    for name, value in values.items():
+        setattr(brief, name, value)
+    brief.save(update_fields=[*values, "updated_at"])
+    return brief
+
+
+@transaction.atomic
+def scene_create(
+    *,
+    brief: Brief,
+    title: str,
+    prompt: str,
+    negative_prompt: str = "",
+    seed: int | None = None,
+    position: int | None = None,
+) -> Scene:
+    # Lock the brief row so two scenes added at once get distinct positions.
+    Brief.objects.select_for_update().filter(pk=brief.pk).first()
+    last = brief.scenes.aggregate(last=Max("position"))["last"] or 0
+    if position is None or position > last:
+        position = last + 1
+    else:
+        brief.scenes.filter(position__gte=position).update(position=F("position") + 1)
+    scene = Scene.objects.create(
+        brief=brief, position=position, title=title, prompt=prompt, negative_prompt=negative_prompt, seed=seed
+    )
+    Brief.objects.filter(pk=brief.pk).update(updated_at=scene.created_at)
+    return scene
+
+
+def scene_update(*, scene: Scene, **values: Any) -> Scene:
+    unknown = set(values) - set(SCENE_FIELDS)
+    if unknown:
+        raise TypeError(f"scene_update() got unknown fields: {', '.join(sorted(unknown))}")
+    changed = {name: value for name, value in values.items() if getattr(scene, name) != value}
+    if not changed:
+        return scene
+    Scene.objects.filter(pk=scene.pk).update(version=F("version") + 1, updated_at=timezone.now(), **changed)
+    scene.refresh_from_db()
+    return scene
+
+
+@transaction.atomic
+def scene_delete(*, scene: Scene) -> None:
+    brief_id, position = scene.brief_id, scene.position
+    scene.delete()
+    Scene.objects.filter(brief_id=brief_id, position__gt=position).update(position=F("position") - 1)

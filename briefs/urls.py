@@ -1,0 +1,17 @@
+from django.urls import path
+
+from briefs import views
+
+app_name = "briefs"
+
+urlpatterns = [
+    path("", views.brief_list, name="list"),
+    path("briefs/<uuid:brief_uuid>/", views.brief_detail, name="detail"),
+    path("briefs/<uuid:brief_uuid>/scenes/", views.scene_create, name="scene-create"),
+    path("briefs/<uuid:brief_uuid>/render/", views.brief_render, name="render"),
+    path("scenes/<uuid:scene_uuid>/", views.scene_update, name="scene-update"),
+    path("scenes/<uuid:scene_uuid>/delete/", views.scene_delete, name="scene-delete"),
+    path("scenes/<uuid:scene_uuid>/render/", views.scene_render, name="scene-render"),
+    path("jobs/<uuid:job_uuid>/cancel/", views.job_cancel, name="job-cancel"),
+    path("artifacts/<uuid:artifact_uuid>/", views.artifact_file, name="artifact"),
+]

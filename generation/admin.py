@@ -1,0 +1,136 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from generation import services
+from generation.models import Artifact, Attempt, Backend, JobEvent, RenderBatch, RenderJob, WorkflowTemplate
+
+
+@admin.register(Backend)
+class BackendAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "kind",
+        "base_url",
+        "enabled",
+        "is_default",
+        "capacity",
+        "health_state",
+        "health_checked_at",
+    ]
+    list_filter = ["kind", "enabled", "health_state"]
+    search_fields = ["name", "base_url"]
+    readonly_fields = ["uuid", "health_state", "health_message", "health_checked_at", "created_at"]
+    actions = ["check_health"]
+
+    @admin.action(description="Check health now")
+    def check_health(self, request: HttpRequest, queryset: QuerySet[Backend]) -> None:
+        for backend in queryset:
+            result = services.backend_check_health(backend=backend)
+            level = messages.SUCCESS if result.reachable else messages.ERROR
+            self.message_user(request, f"{backend.name}: {result.message}", level)
+
+
+@admin.register(WorkflowTemplate)
+class WorkflowTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "version", "enabled", "source_file", "updated_at"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "slug"]
+    readonly_fields = ["uuid", "content_sha256", "source_file", "updated_at"]
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    fields = readonly_fields = (
+        "number",
+        "backend",
+        "remote_handle",
+        "state",
+        "error_code",
+        "error_message",
+        "submitted_at",
+        "finished_at",
+    )
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+class JobEventInline(admin.TabularInline):
+    model = JobEvent
+    fields = readonly_fields = ("at", "from_state", "to_state", "message")
+    extra = 0
+    can_delete = False
+
+
+class ArtifactInline(admin.TabularInline):
+    model = Artifact
+    fields = readonly_fields = ("preview", "content_type", "width", "height", "size_bytes", "sha256")
+    extra = 0
+    can_delete = False
+
+    @admin.display(description="Image")
+    def preview(self, artifact: Artifact) -> str:
+        url = reverse("briefs:artifact", args=[artifact.uuid])
+        return format_html('<a href="{}"><img src="{}" style="max-height:80px"></a>', url, url)
+
+
+@admin.register(RenderJob)
+class RenderJobAdmin(admin.ModelAdmin):
+    list_display = [
+        "uuid",
+        "brief",
+        "scene",
+        "state",
+        "error_code",
+        "backend",
+        "priority",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["state", "error_code", "backend", "priority", "template"]
+    search_fields = ["uuid", "scene__title", "brief__title", "error_message"]
+    date_hierarchy = "created_at"
+    list_select_related = ["brief", "scene", "backend"]
+    readonly_fields = [f.name for f in RenderJob._meta.fields]
+    inlines = [AttemptInline, ArtifactInline, JobEventInline]
+    actions = ["cancel"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Cancel selected renders")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[RenderJob]) -> None:
+        cancelled = sum(services.render_job_cancel(job=job) for job in queryset)
+        self.message_user(request, f"{cancelled} render(s) cancelled.")
+
+
+@admin.register(Attempt)
+class AttemptAdmin(admin.ModelAdmin):
+    list_display = ["uuid", "job", "number", "backend", "state", "error_code", "submitted_at", "finished_at"]
+    list_filter = ["state", "error_code", "backend"]
+    search_fields = ["uuid", "remote_handle", "error_message"]
+    readonly_fields = [f.name for f in Attempt._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(admin.ModelAdmin):
+    list_display = ["uuid", "job", "content_type", "width", "height", "size_bytes", "created_at"]
+    list_filter = ["content_type"]
+    search_fields = ["uuid", "sha256", "storage_name"]
+    readonly_fields = [f.name for f in Artifact._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(RenderBatch)
+class RenderBatchAdmin(admin.ModelAdmin):
+    list_display = ["uuid", "brief", "created_by", "created_at"]
+    search_fields = ["uuid", "brief__title"]
+    readonly_fields = ["uuid", "brief", "created_by", "created_at"]

@@ -1,0 +1,160 @@
+"""REST API for renders: submit, follow, cancel, download."""
+
+from django.db.models import QuerySet
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from briefs.selectors import briefs_visible_to, scenes_visible_to
+from generation import services
+from generation.downloads import artifact_response
+from generation.models import Artifact, Backend, RenderJob, WorkflowTemplate
+from generation.selectors import artifacts_visible_to, jobs_visible_to
+
+
+class RenderInputSerializer(serializers.Serializer):
+    template = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=WorkflowTemplate.objects.filter(enabled=True),
+        required=False,
+        allow_null=True,
+        help_text="Workflow template slug; the studio's default when left out.",
+    )
+    backend = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Backend.objects.filter(enabled=True),
+        required=False,
+        allow_null=True,
+        help_text="Backend name; the default backend when left out.",
+    )
+
+
+class ArtifactOutputSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Artifact
+        fields = [
+            "uuid",
+            "content_type",
+            "size_bytes",
+            "sha256",
+            "width",
+            "height",
+            "created_at",
+            "download_url",
+        ]
+
+    def get_download_url(self, artifact: Artifact) -> str:
+        request = self.context.get("request")
+        path = f"/api/v1/artifacts/{artifact.uuid}/download/"
+        return request.build_absolute_uri(path) if request else path
+
+
+class JobOutputSerializer(serializers.ModelSerializer):
+    brief = serializers.UUIDField(source="brief.uuid", read_only=True)
+    scene = serializers.UUIDField(source="scene.uuid", read_only=True)
+    template = serializers.SlugField(source="template.slug", read_only=True)
+    backend = serializers.CharField(source="backend.name", read_only=True, default=None)
+    progress = serializers.IntegerField(source="progress_percent", read_only=True)
+    artifacts = ArtifactOutputSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = RenderJob
+        fields = [
+            "uuid",
+            "brief",
+            "scene",
+            "scene_version",
+            "template",
+            "template_version",
+            "backend",
+            "params",
+            "state",
+            "error_code",
+            "error_message",
+            "progress",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "artifacts",
+        ]
+
+
+def _jobs(queryset: QuerySet[RenderJob]) -> QuerySet[RenderJob]:
+    return queryset.select_related("brief", "scene", "template", "backend").prefetch_related("artifacts")
+
+
+class SceneRenderApi(APIView):
+    @extend_schema(request=RenderInputSerializer, responses={202: JobOutputSerializer})
+    def post(self, request: Request, scene_uuid: str) -> Response:
+        scene = get_object_or_404(scenes_visible_to(request.user).select_related("brief"), uuid=scene_uuid)
+        incoming = RenderInputSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        job = services.render_job_submit(scene=scene, user=request.user, **incoming.validated_data)
+        job = _jobs(RenderJob.objects.filter(pk=job.pk)).get()
+        return Response(
+            JobOutputSerializer(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED
+        )
+
+
+class BriefRenderApi(APIView):
+    @extend_schema(
+        request=RenderInputSerializer,
+        responses={
+            202: inline_serializer(
+                "BatchOutput", {"batch": serializers.UUIDField(), "jobs": JobOutputSerializer(many=True)}
+            )
+        },
+    )
+    def post(self, request: Request, brief_uuid: str) -> Response:
+        brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
+        incoming = RenderInputSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        batch, jobs = services.render_brief_submit(brief=brief, user=request.user, **incoming.validated_data)
+        fresh = _jobs(RenderJob.objects.filter(pk__in=[j.pk for j in jobs]).order_by("scene__position"))
+        data = {
+            "batch": str(batch.uuid),
+            "jobs": JobOutputSerializer(fresh, many=True, context={"request": request}).data,
+        }
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+
+class BriefJobsApi(generics.ListAPIView):
+    serializer_class = JobOutputSerializer
+
+    def get_queryset(self) -> QuerySet[RenderJob]:
+        brief = get_object_or_404(briefs_visible_to(self.request.user), uuid=self.kwargs["brief_uuid"])
+        return _jobs(RenderJob.objects.filter(brief=brief).order_by("-created_at"))
+
+
+class JobDetailApi(generics.RetrieveAPIView):
+    serializer_class = JobOutputSerializer
+    lookup_field = "uuid"
+    lookup_url_kwarg = "job_uuid"
+
+    def get_queryset(self) -> QuerySet[RenderJob]:
+        return _jobs(jobs_visible_to(self.request.user))
+
+
+class JobCancelApi(APIView):
+    @extend_schema(request=None, responses={200: JobOutputSerializer})
+    def post(self, request: Request, job_uuid: str) -> Response:
+        job = get_object_or_404(jobs_visible_to(request.user), uuid=job_uuid)
+        services.render_job_cancel(job=job)
+        job = _jobs(RenderJob.objects.filter(pk=job.pk)).get()
+        return Response(JobOutputSerializer(job, context={"request": request}).data)
+
+
+class ArtifactDownloadApi(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request: Request, artifact_uuid: str) -> FileResponse:
+        artifact = get_object_or_404(
+            artifacts_visible_to(request.user).select_related("job__scene"), uuid=artifact_uuid
+        )
+        return artifact_response(artifact, as_attachment=True)

@@ -1,0 +1,33 @@
+"""`manage.py preview_server`: run the storyboard preview server (a ComfyUI stand-in)."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from generation.preview_server import PreviewSettings, run_server
+from generation.preview_server.settings import PREVIEW_METHODS
+
+
+class Command(BaseCommand):
+    help = "Run the storyboard preview server: ComfyUI's HTTP/WebSocket API, rendering storyboard frames."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=settings.PREVIEW_SERVER_PORT)
+        parser.add_argument(
+            "--data-dir", type=pathlib.Path, default=pathlib.Path(settings.VAR_DIR) / "preview"
+        )
+        parser.add_argument("--render-seconds", type=float, default=1.0)
+        parser.add_argument("--preview-method", choices=PREVIEW_METHODS, default="none")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        preview_settings = PreviewSettings(
+            data_dir=options["data_dir"],
+            render_seconds=options["render_seconds"],
+            preview_method=options["preview_method"],
+        )
+        run_server(options["host"], options["port"], preview_settings)

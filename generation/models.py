@@ -1,0 +1,248 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from generation.providers.base import ErrorCode
+
+
+class BackendKind(models.TextChoices):
+    COMFYUI = "comfyui", "ComfyUI"
+    RUNPOD = "runpod", "RunPod serverless"
+
+
+class HealthState(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    HEALTHY = "healthy", "Healthy"
+    DOWN = "down", "Down"
+
+
+class Backend(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=120, unique=True)
+    kind = models.CharField(max_length=16, choices=BackendKind.choices, default=BackendKind.COMFYUI)
+    base_url = models.URLField(help_text="Where the server answers, e.g. http://gpu-01:8188")
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    is_default = models.BooleanField(default=False, help_text="Used when a render names no backend.")
+    capacity = models.PositiveSmallIntegerField(default=1, help_text="Renders it runs at once.")
+    health_state = models.CharField(max_length=16, choices=HealthState.choices, default=HealthState.UNKNOWN)
+    health_message = models.CharField(max_length=500, blank=True)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_backend"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=BackendKind.values), name="backend_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WorkflowTemplate(models.Model):
+    """A ComfyUI API-format workflow and where scene values go in it, loaded from workflows/."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    version = models.PositiveIntegerField(default=1)
+    graph = models.JSONField(help_text="ComfyUI API-format workflow.")
+    bindings = models.JSONField(help_text="Scene parameter -> node inputs it is written to.")
+    source_file = models.CharField(max_length=300, blank=True)
+    content_sha256 = models.CharField(max_length=64)
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class JobState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    QUEUED = "queued", "Queued"
+    DISPATCHED = "dispatched", "Dispatched"
+    RUNNING = "running", "Running"
+    FETCHING = "fetching", "Fetching outputs"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+ACTIVE_STATES = frozenset(set(JobState) - TERMINAL_STATES - {JobState.DRAFT})
+
+ERROR_CODE_CHOICES = [(code.value, code.value.replace("_", " ")) for code in ErrorCode]
+
+
+class Priority(models.IntegerChoices):
+    INTERACTIVE = 10, "Interactive"
+    BATCH = 20, "Batch"
+
+
+class RenderBatch(models.Model):
+    """Renders asked for together (a brief's "Render all", an API batch)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    brief = models.ForeignKey("briefs.Brief", on_delete=models.CASCADE, related_name="batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "render batches"
+
+    def __str__(self) -> str:
+        return f"Batch {self.uuid} of {self.brief}"
+
+
+class RenderJob(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    brief = models.ForeignKey("briefs.Brief", on_delete=models.CASCADE, related_name="render_jobs")
+    scene = models.ForeignKey("briefs.Scene", on_delete=models.CASCADE, related_name="render_jobs")
+    batch = models.ForeignKey(
+        RenderBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
+    )
+    template = models.ForeignKey(WorkflowTemplate, on_delete=models.PROTECT, related_name="render_jobs")
+    template_version = models.PositiveIntegerField()
+    template_sha256 = models.CharField(max_length=64)
+    scene_version = models.PositiveIntegerField()
+    params = models.JSONField(help_text="Scene values bound into the workflow, as rendered.")
+    backend = models.ForeignKey(
+        Backend, on_delete=models.PROTECT, null=True, blank=True, related_name="render_jobs"
+    )
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.INTERACTIVE)
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED)
+    error_code = models.CharField(max_length=32, choices=ERROR_CODE_CHOICES, blank=True)
+    error_message = models.TextField(blank=True)
+    progress_value = models.PositiveIntegerField(default=0)
+    progress_max = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(state__in=JobState.values), name="render_job_state_valid"),
+            models.CheckConstraint(
+                condition=~Q(state=JobState.FAILED) | ~Q(error_code=""), name="failed_job_has_error_code"
+            ),
+        ]
+        indexes = [
+            # The dispatcher and the reconciler only ever look at unfinished jobs.
+            models.Index(
+                fields=["state", "priority", "created_at"],
+                condition=Q(state__in=["queued", "dispatched", "running", "fetching"]),
+                name="render_job_active_idx",
+            ),
+            models.Index(fields=["scene", "-created_at"], name="render_job_scene_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Render of {self.scene_id} ({self.state})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def progress_percent(self) -> int:
+        if self.state == JobState.SUCCEEDED:
+            return 100
+        if not self.progress_max:
+            return 0
+        return min(100, round(100 * self.progress_value / self.progress_max))
+
+
+class AttemptState(models.TextChoices):
+    SUBMITTING = "submitting", "Submitting"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Attempt(models.Model):
+    """One try of a job on one backend. Its uuid is the prompt_id sent to ComfyUI,
+    so a restarted worker can find it on the backend before submitting again."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    job = models.ForeignKey(RenderJob, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    backend = models.ForeignKey(Backend, on_delete=models.PROTECT, related_name="attempts")
+    remote_handle = models.CharField(max_length=200, blank=True)
+    state = models.CharField(max_length=16, choices=AttemptState.choices, default=AttemptState.SUBMITTING)
+    error_code = models.CharField(max_length=32, choices=ERROR_CODE_CHOICES, blank=True)
+    error_message = models.TextField(blank=True)
+    error_detail = models.JSONField(default=dict, blank=True)
+    telemetry = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="attempt_number_unique"),
+            models.UniqueConstraint(
+                fields=["backend", "remote_handle"],
+                condition=~Q(remote_handle=""),
+                name="remote_handle_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of job {self.job_id}"
+
+
+class Artifact(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    job = models.ForeignKey(RenderJob, on_delete=models.CASCADE, related_name="artifacts")
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="artifacts")
+    storage_name = models.CharField(max_length=300, unique=True)
+    content_type = models.CharField(max_length=100)
+    size_bytes = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    node_id = models.CharField(max_length=50, blank=True)
+    remote_filename = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "created_at"]
+
+    def __str__(self) -> str:
+        return self.storage_name
+
+
+class JobEvent(models.Model):
+    """Append-only timeline of a job: each state change is a row."""
+
+    job = models.ForeignKey(RenderJob, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job", "at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '-'} -> {self.to_state}"

@@ -1,0 +1,334 @@
+"""The node types the preview server knows: their object_info entries and how each one runs.
+
+The registry is data: each NodeType pairs the object_info entry recorded from
+ComfyUI (object_info.json next to this file) with an async `run` function.
+Adding a node type means adding its entry to the JSON file and one NodeType here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import functools
+import hashlib
+import json
+import pathlib
+import random
+import string
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from PIL import Image, ImageOps, ImageSequence
+
+from . import frames, paths
+from .settings import PreviewSettings
+from .values import Checkpoint, Conditioning, ImageBatch, Latent, MaskBatch, Provenance
+
+_OBJECT_INFO_FILE = pathlib.Path(__file__).with_name("object_info.json")
+
+
+class InterruptProcessing(Exception):
+    """Raised inside a node when /interrupt stopped the running prompt."""
+
+
+ProgressReporter = Callable[[int, int, Callable[[], bytes] | None], Awaitable[None]]
+
+
+@dataclasses.dataclass
+class NodeContext:
+    """What a running node may use besides its inputs."""
+
+    settings: PreviewSettings
+    node_id: str
+    # The prompt as ComfyUI hands it to nodes through the hidden PROMPT input.
+    prompt: dict[str, Any]
+    extra_pnginfo: Any
+    # Survives between prompts while the same node id keeps the same class, like ComfyUI's node objects.
+    state: dict[str, Any]
+    report_progress: ProgressReporter
+    sleep: Callable[[float], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeResult:
+    outputs: tuple[Any, ...]
+    ui: dict[str, Any] | None = None
+
+
+NodeRunner = Callable[[NodeContext, dict[str, Any]], Awaitable[NodeResult]]
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeType:
+    name: str
+    run: NodeRunner
+    # Returns a fingerprint that forces re-execution when it changes (ComfyUI's IS_CHANGED).
+    is_changed: Callable[[PreviewSettings, dict[str, Any]], str] | None = None
+    # ComfyUI's VALIDATE_INPUTS: True, or a message. Inputs it takes skip the min/max/list checks.
+    custom_validation: Callable[[PreviewSettings, dict[str, Any]], bool | str] | None = None
+    custom_validation_inputs: tuple[str, ...] = ()
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return _recorded_object_info()[self.name]
+
+    @property
+    def is_output(self) -> bool:
+        return bool(self.info["output_node"])
+
+    @property
+    def output_types(self) -> tuple[Any, ...]:
+        return tuple(self.info["output"])
+
+    def input_order(self) -> list[tuple[str, str]]:
+        """(name, category) for required then optional inputs, in declaration order."""
+        order = self.info.get("input_order", {})
+        return [(name, category) for category in ("required", "optional") for name in order.get(category, [])]
+
+    def input_spec(self, settings: PreviewSettings, name: str) -> tuple[Any, dict[str, Any]] | None:
+        """(type, options) of an input, with the server's own lists filled in."""
+        inputs = self.object_info(settings)["input"]
+        for category in ("required", "optional"):
+            spec = inputs.get(category, {}).get(name)
+            if spec is not None:
+                return spec[0], (spec[1] if len(spec) > 1 else {})
+        return None
+
+    def object_info(self, settings: PreviewSettings) -> dict[str, Any]:
+        info = copy.deepcopy(self.info)
+        required = info["input"].get("required", {})
+        if self.name == "CheckpointLoaderSimple":
+            required["ckpt_name"][0] = list(settings.checkpoints)
+        elif self.name == "LoadImage":
+            required["image"][0] = paths.list_input_images(settings)
+        return info
+
+
+@functools.lru_cache(maxsize=1)
+def _recorded_object_info() -> dict[str, Any]:
+    return json.loads(_OBJECT_INFO_FILE.read_text(encoding="utf-8"))
+
+
+def _check_size(settings: PreviewSettings, width: int, height: int, batch: int) -> None:
+    if width * height * batch > settings.max_megapixels * 1_000_000:
+        raise RuntimeError(
+            f"storyboard preview refuses {batch}x{width}x{height}: more than "
+            f"{settings.max_megapixels:g} megapixels"
+        )
+
+
+async def _checkpoint_loader(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    name = inputs["ckpt_name"]
+    return NodeResult((Checkpoint("MODEL", name), Checkpoint("CLIP", name), Checkpoint("VAE", name)))
+
+
+async def _clip_text_encode(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    return NodeResult((Conditioning(inputs["text"]),))
+
+
+async def _empty_latent(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    width, height, batch = inputs["width"], inputs["height"], inputs["batch_size"]
+    _check_size(ctx.settings, width, height, batch)
+    return NodeResult((Latent(width=width, height=height, batch_size=batch),))
+
+
+async def _ksampler(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    latent: Latent = inputs["latent_image"]
+    positive: Conditioning = inputs["positive"]
+    negative: Conditioning = inputs["negative"]
+    steps: int = inputs["steps"]
+    seed: int = inputs["seed"]
+    step_seconds = ctx.settings.render_seconds / steps
+    if ctx.settings.max_step_seconds is not None:
+        step_seconds = min(step_seconds, ctx.settings.max_step_seconds)
+    sampled = dataclasses.replace(
+        latent,
+        positive=positive.text,
+        negative=negative.text,
+        seed=seed,
+        sampler_node=ctx.node_id,
+        steps=steps,
+    )
+    for step in range(1, steps + 1):
+        await ctx.sleep(step_seconds)
+        preview = None
+        if ctx.settings.preview_method == "latent2rgb":
+            preview = functools.partial(
+                frames.draw_sampler_preview,
+                latent.width,
+                latent.height,
+                positive.text,
+                seed,
+                step,
+                steps,
+                ctx.settings.preview_size,
+            )
+        await ctx.report_progress(step, steps, preview)
+    return NodeResult((sampled,))
+
+
+async def _vae_decode(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    latent: Latent = inputs["samples"]
+    # The VAE works on 8-pixel cells, so odd sizes come back rounded down like in ComfyUI.
+    width, height = latent.width // 8 * 8, latent.height // 8 * 8
+    _check_size(ctx.settings, width, height, latent.batch_size)
+
+    def draw() -> tuple[Image.Image, ...]:
+        return tuple(
+            frames.draw_storyboard_frame(
+                width, height, latent.positive, latent.seed, latent.sampler_node, index, latent.batch_size
+            )
+            for index in range(latent.batch_size)
+        )
+
+    images = await asyncio.to_thread(draw)
+    return NodeResult((ImageBatch(images, Provenance(label=latent.positive, seed=latent.seed)),))
+
+
+async def _empty_image(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    width, height, batch, color = inputs["width"], inputs["height"], inputs["batch_size"], inputs["color"]
+    _check_size(ctx.settings, width, height, batch)
+    rgb = ((color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF)
+    frame = Image.new("RGB", (width, height), rgb)
+    # Frames are never mutated in place, so one image can stand for the whole batch.
+    return NodeResult((ImageBatch((frame,) * batch),))
+
+
+def _load_image_file(path: pathlib.Path) -> tuple[ImageBatch, MaskBatch]:
+    with Image.open(path) as opened:
+        first = ImageOps.exif_transpose(next(iter(ImageSequence.Iterator(opened))))
+        first.load()
+    rgb = first.convert("RGB")
+    if "A" in first.getbands():
+        mask = ImageOps.invert(first.getchannel("A"))
+    else:
+        mask = Image.new("L", (64, 64), 0)
+    return ImageBatch((rgb,)), MaskBatch((mask,))
+
+
+async def _load_image(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    path = paths.resolve_input_image(ctx.settings, inputs["image"])
+    if path is None:
+        raise FileNotFoundError(f"Invalid image file: {inputs['image']}")
+    image, mask = await asyncio.to_thread(_load_image_file, path)
+    _check_size(ctx.settings, image.width, image.height, 1)
+    return NodeResult((image, mask))
+
+
+def _load_image_is_changed(settings: PreviewSettings, inputs: dict[str, Any]) -> str:
+    path = paths.resolve_input_image(settings, str(inputs.get("image", "")))
+    if path is None:
+        raise FileNotFoundError(f"Invalid image file: {inputs.get('image')}")
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(functools.partial(handle.read, 1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_image_validate(settings: PreviewSettings, inputs: dict[str, Any]) -> bool | str:
+    image = inputs.get("image")
+    if not isinstance(image, str) or paths.resolve_input_image(settings, image) is None:
+        return f"Invalid image file: {image}"
+    return True
+
+
+async def _image_invert(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    image: ImageBatch = inputs["image"]
+    inverted = await asyncio.to_thread(lambda: tuple(ImageOps.invert(f) for f in image.frames))
+    return NodeResult((ImageBatch(inverted, image.provenance),))
+
+
+_MASK_CHANNELS = ["red", "green", "blue", "alpha"]
+
+
+async def _image_to_mask(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    image: ImageBatch = inputs["image"]
+    index = _MASK_CHANNELS.index(inputs["channel"])
+    if index >= image.channels:
+        # Same wording as torch's indexing error in ComfyUI's image_to_mask.
+        raise IndexError(f"index {index} is out of bounds for dimension 3 with size {image.channels}")
+    return NodeResult((MaskBatch(tuple(f.getchannel(index) for f in image.frames)),))
+
+
+async def _mask_to_image(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    mask: MaskBatch = inputs["mask"]
+    return NodeResult((ImageBatch(tuple(Image.merge("RGB", (f, f, f)) for f in mask.frames)),))
+
+
+def _storyboard_chunks(ctx: NodeContext, image: ImageBatch) -> dict[str, str]:
+    chunks = {"prompt": json.dumps(ctx.prompt)}
+    if isinstance(ctx.extra_pnginfo, dict):
+        for key, value in ctx.extra_pnginfo.items():
+            chunks[str(key)] = json.dumps(value)
+    chunks["storyboard"] = frames.storyboard_chunk(
+        image.provenance.label, image.provenance.seed, image.width, image.height
+    )
+    return chunks
+
+
+async def _write_images(
+    ctx: NodeContext, image: ImageBatch, prefix: str, folder_type: str, compress_level: int
+) -> NodeResult:
+    base = paths.folder_for_type(ctx.settings, folder_type)
+    assert base is not None
+
+    def write() -> list[dict[str, str]]:
+        folder, stem, counter, subfolder = paths.save_image_path(prefix, base, image.width, image.height)
+        chunks = _storyboard_chunks(ctx, image)
+        results = []
+        for batch_number, frame in enumerate(image.frames):
+            name = f"{stem.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+            frames.save_png(frame, folder / name, chunks, compress_level)
+            results.append({"filename": name, "subfolder": subfolder, "type": folder_type})
+            counter += 1
+        return results
+
+    try:
+        results = await asyncio.to_thread(write)
+    except paths.UnsafePathError as exc:
+        # ComfyUI raises a bare Exception here; keep the type so error messages match.
+        raise Exception(str(exc)) from None
+    return NodeResult((), {"images": results})
+
+
+async def _save_image(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    return await _write_images(ctx, inputs["images"], inputs["filename_prefix"], "output", 4)
+
+
+async def _preview_image(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    # ComfyUI picks the random part once per node object, so reruns of the same node count up.
+    suffix = ctx.state.setdefault(
+        "temp_suffix", "".join(random.choice(string.ascii_lowercase) for _ in range(5))
+    )
+    return await _write_images(ctx, inputs["images"], f"ComfyUI_temp_{suffix}", "temp", 1)
+
+
+NODE_TYPES: dict[str, NodeType] = {
+    node.name: node
+    for node in (
+        NodeType("KSampler", _ksampler),
+        NodeType("CheckpointLoaderSimple", _checkpoint_loader),
+        NodeType("CLIPTextEncode", _clip_text_encode),
+        NodeType("VAEDecode", _vae_decode),
+        NodeType("EmptyLatentImage", _empty_latent),
+        NodeType("SaveImage", _save_image),
+        NodeType("PreviewImage", _preview_image),
+        NodeType(
+            "LoadImage",
+            _load_image,
+            is_changed=_load_image_is_changed,
+            custom_validation=_load_image_validate,
+            custom_validation_inputs=("image",),
+        ),
+        NodeType("ImageInvert", _image_invert),
+        NodeType("EmptyImage", _empty_image),
+        NodeType("MaskToImage", _mask_to_image),
+        NodeType("ImageToMask", _image_to_mask),
+    )
+}
+
+
+def object_info(settings: PreviewSettings) -> dict[str, Any]:
+    return {name: node.object_info(settings) for name, node in NODE_TYPES.items()}

@@ -1,0 +1,90 @@
+"""The values that flow along the links of a workflow.
+
+The real server passes torch tensors and model patchers around; the preview
+server only needs to know enough to draw a believable storyboard frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from PIL import Image
+
+from .tensor_repr import format_image_batch, format_mask_batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """MODEL, CLIP and VAE all just remember which checkpoint they came from."""
+
+    kind: str
+    ckpt_name: str
+
+    def __str__(self) -> str:
+        return f"<{self.kind} {self.ckpt_name}>"
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditioning:
+    text: str
+
+    def __str__(self) -> str:
+        return f"[[tensor(<CLIP embedding of {self.text!r}>), {{'pooled_output': tensor(...)}}]]"
+
+
+@dataclasses.dataclass(frozen=True)
+class Latent:
+    """A latent batch: its pixel size plus whatever sampling put into it."""
+
+    width: int
+    height: int
+    batch_size: int
+    positive: str = ""
+    negative: str = ""
+    seed: int | None = None
+    sampler_node: str | None = None
+    steps: int | None = None
+
+    def __str__(self) -> str:
+        return f"{{'samples': tensor(shape=[{self.batch_size}, 4, {self.height // 8}, {self.width // 8}])}}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+    """What a frame shows, written into the PNG as the `storyboard` chunk."""
+
+    label: str = ""
+    seed: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageBatch:
+    """An IMAGE value: RGB frames of one size, plus where they came from."""
+
+    frames: tuple[Image.Image, ...]
+    provenance: Provenance = Provenance()
+
+    @property
+    def width(self) -> int:
+        return self.frames[0].width
+
+    @property
+    def height(self) -> int:
+        return self.frames[0].height
+
+    @property
+    def channels(self) -> int:
+        return len(self.frames[0].getbands())
+
+    def __str__(self) -> str:
+        return format_image_batch(self.frames)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskBatch:
+    """A MASK value: single-band frames."""
+
+    frames: tuple[Image.Image, ...]
+
+    def __str__(self) -> str:
+        return format_mask_batch(self.frames)

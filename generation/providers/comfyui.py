@@ -1,0 +1,495 @@
+"""ComfyUI over HTTP and WebSocket. Pure Python, no Django.
+
+The attempt's UUID is sent as the prompt_id, so the handle is known before the
+request leaves and a restarted worker can look for it in /queue and /history
+instead of rendering twice. Progress follows the WebSocket; /history is the
+ground truth and the fallback whenever the socket is silent or gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import httpx
+from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.sync.client import ClientConnection, connect
+
+from generation.providers.base import (
+    BackendHealth,
+    ErrorCode,
+    EventKind,
+    ProgressEvent,
+    ProviderError,
+    RemoteHandle,
+    RemoteOutput,
+    RenderRequest,
+)
+
+log = logging.getLogger(__name__)
+
+KIND = "comfyui"
+# Inputs whose enum lists are model files on the server: a value missing there
+# means this server lacks the model, which another server may have.
+MODEL_INPUTS = frozenset(
+    {
+        "ckpt_name",
+        "lora_name",
+        "vae_name",
+        "unet_name",
+        "clip_name",
+        "clip_name1",
+        "clip_name2",
+        "control_net_name",
+        "upscale_model_name",
+        "model_name",
+        "style_model_name",
+        "gligen_name",
+    }
+)
+OUTPUT_KINDS = {"images": "image", "gifs": "video", "videos": "video", "audio": "audio", "text": "text"}
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".webp", ".gif", ".mov", ".mkv")
+PREVIEW_IMAGE_TYPES = {1: "image/jpeg", 2: "image/png"}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 5.0
+    read: float = 30.0
+    poll_interval: float = 2.0
+    max_wait: float = 600.0
+    post_execution: float = 30.0
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    status: str  # success | error
+    completed: bool
+    outputs: list[RemoteOutput]
+    messages: list[tuple[str, dict[str, Any]]]
+
+
+def _ws_url(base_url: str, client_id: str) -> str:
+    parts = urlsplit(base_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    path = parts.path.rstrip("/") + "/ws"
+    return urlunsplit((scheme, parts.netloc, path, urlencode({"clientId": client_id}), ""))
+
+
+def parse_outputs(raw: dict[str, Any]) -> list[RemoteOutput]:
+    found: list[RemoteOutput] = []
+    for node_id, ui in raw.items():
+        if not isinstance(ui, dict):
+            continue
+        animated = any(ui.get("animated") or [])
+        for key, kind in OUTPUT_KINDS.items():
+            for item in ui.get(key) or []:
+                if not isinstance(item, dict) or "filename" not in item:
+                    continue
+                filename = str(item["filename"])
+                is_clip = kind == "image" and (animated or filename.lower().endswith(VIDEO_EXTENSIONS))
+                found.append(
+                    RemoteOutput(
+                        node_id=str(node_id),
+                        filename=filename,
+                        subfolder=str(item.get("subfolder", "")),
+                        folder_type=str(item.get("type", "output")),
+                        kind="video" if is_clip else kind,
+                        animated=animated,
+                    )
+                )
+    return found
+
+
+def parse_history_entry(raw: dict[str, Any]) -> HistoryEntry:
+    status = raw.get("status") or {}
+    messages = [
+        (str(m[0]), m[1] if isinstance(m[1], dict) else {}) for m in status.get("messages", []) if len(m) == 2
+    ]
+    return HistoryEntry(
+        status=str(status.get("status_str", "")),
+        completed=bool(status.get("completed")),
+        outputs=parse_outputs(raw.get("outputs") or {}),
+        messages=messages,
+    )
+
+
+def error_from_rejection(body: Any) -> ProviderError:
+    """Turn the body of a 400 from POST /prompt into one ProviderError naming the node and input."""
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        return ProviderError(ErrorCode.WORKFLOW_REJECTED, f"ComfyUI rejected the workflow: {str(body)[:300]}")
+    error = body["error"]
+    node_errors = body.get("node_errors") or {}
+    if error.get("type") == "invalid_prompt" and "does not exist" in str(error.get("message", "")):
+        return ProviderError(
+            ErrorCode.MISSING_NODE,
+            f"{error.get('message')} ({error.get('details')}). Install the custom node on this server.",
+            detail={"error": error},
+        )
+    problems: list[str] = []
+    code = ErrorCode.WORKFLOW_REJECTED
+    for node_id, node in node_errors.items():
+        for item in node.get("errors", []):
+            input_name = (item.get("extra_info") or {}).get("input_name", "")
+            if item.get("type") == "value_not_in_list" and input_name in MODEL_INPUTS:
+                code = ErrorCode.MISSING_MODEL
+            where = f"node {node_id} ({node.get('class_type', '?')})"
+            if input_name:
+                where += f" input {input_name}"
+            detail = f": {item['details']}" if item.get("details") else ""
+            problems.append(f"{where}: {item.get('message', 'invalid')}{detail}")
+    if not problems:
+        problems.append(f"{error.get('message', 'invalid prompt')} {error.get('details', '')}".strip())
+    return ProviderError(code, "; ".join(problems), detail={"error": error, "node_errors": node_errors})
+
+
+def error_from_execution(data: dict[str, Any]) -> ProviderError:
+    exception_type = str(data.get("exception_type", ""))
+    message = str(data.get("exception_message", "")).strip()
+    where = f"node {data.get('node_id')} ({data.get('node_type')})"
+    detail = {
+        "node_id": data.get("node_id"),
+        "node_type": data.get("node_type"),
+        "exception_type": exception_type,
+        "exception_message": message,
+    }
+    if "OutOfMemory" in exception_type or "out of memory" in message.lower():
+        return ProviderError(
+            ErrorCode.OUT_OF_MEMORY, f"{where} ran out of GPU memory: {message}", detail=detail
+        )
+    return ProviderError(
+        ErrorCode.EXECUTION_FAILED, f"{where} failed: {exception_type}: {message}", detail=detail
+    )
+
+
+def decode_binary_frame(frame: bytes) -> tuple[bytes, str, dict[str, Any]] | None:
+    """A preview image from a binary frame: (image bytes, content type, metadata), or None."""
+    if len(frame) < 8:
+        return None
+    (event,) = struct.unpack(">I", frame[:4])
+    if event == 1:
+        (image_type,) = struct.unpack(">I", frame[4:8])
+        return frame[8:], PREVIEW_IMAGE_TYPES.get(image_type, "application/octet-stream"), {}
+    if event == 4:
+        (meta_len,) = struct.unpack(">I", frame[4:8])
+        try:
+            meta = json.loads(frame[8 : 8 + meta_len])
+        except ValueError:
+            return None
+        return frame[8 + meta_len :], str(meta.get("image_type", "image/jpeg")), meta
+    return None
+
+
+class ComfyUIProvider:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeouts: Timeouts | None = None,
+        client_id: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeouts = timeouts or Timeouts()
+        self.client_id = client_id or f"storycore-{uuid.uuid4().hex}"
+        self._clock = clock
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(self.timeouts.read, connect=self.timeouts.connect),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._socket: ClientConnection | None = None
+        self.fallback_notes: list[str] = []
+
+    # -- plumbing ---------------------------------------------------------
+    def close(self) -> None:
+        self._close_socket()
+        self._http.close()
+
+    def __enter__(self) -> ComfyUIProvider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ProviderError(
+                ErrorCode.UNAVAILABLE, f"ComfyUI at {self.base_url} did not answer in time ({path})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ProviderError(
+                ErrorCode.UNAVAILABLE,
+                f"ComfyUI at {self.base_url} cannot be reached: {exc.__class__.__name__}: {exc}",
+            ) from exc
+
+    def _json(self, response: httpx.Response, what: str) -> Any:
+        if response.status_code >= 500:
+            raise ProviderError(ErrorCode.UNAVAILABLE, f"ComfyUI answered {response.status_code} to {what}")
+        if response.status_code != 200:
+            raise ProviderError(
+                ErrorCode.CONFIG_INVALID, f"ComfyUI answered {response.status_code} to {what}"
+            )
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ProviderError(
+                ErrorCode.UNAVAILABLE, f"ComfyUI sent a body that is not JSON for {what}"
+            ) from exc
+
+    def _open_socket(self) -> ClientConnection | None:
+        if self._socket is not None:
+            return self._socket
+        try:
+            self._socket = connect(
+                _ws_url(self.base_url, self.client_id),
+                open_timeout=self.timeouts.connect,
+                max_size=64 * 1024 * 1024,
+            )
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            note = f"websocket unavailable ({exc.__class__.__name__}); following /history"
+            if note not in self.fallback_notes:
+                self.fallback_notes.append(note)
+            log.info("ComfyUI %s: %s", self.base_url, note)
+            self._socket = None
+        return self._socket
+
+    def _close_socket(self) -> None:
+        if self._socket is not None:
+            try:
+                self._socket.close()
+            except (OSError, WebSocketException):
+                pass
+            self._socket = None
+
+    # -- the contract -----------------------------------------------------
+    def submit(self, request: RenderRequest) -> RemoteHandle:
+        # Open the socket first: ComfyUI replays nothing to a socket that connects mid-run.
+        self._open_socket()
+        body = {
+            "prompt": request.workflow,
+            "client_id": self.client_id,
+            "prompt_id": request.attempt_id,
+            "extra_data": {},
+        }
+        response = self._request("POST", "/prompt", json=body)
+        if response.status_code == 400:
+            try:
+                raise error_from_rejection(response.json())
+            except ValueError:
+                raise ProviderError(
+                    ErrorCode.WORKFLOW_REJECTED, f"ComfyUI rejected the workflow: {response.text[:300]}"
+                ) from None
+        data = self._json(response, "POST /prompt")
+        prompt_id = str(data.get("prompt_id", ""))
+        if prompt_id != request.attempt_id:
+            # An older server ignores prompt_id; track what it assigned.
+            log.warning(
+                "ComfyUI %s assigned prompt_id %s instead of %s", self.base_url, prompt_id, request.attempt_id
+            )
+        return RemoteHandle(backend_kind=KIND, remote_id=prompt_id or request.attempt_id)
+
+    def locate(self, handle: RemoteHandle) -> str:
+        """Where the prompt is now: 'pending', 'running', 'done' or 'unknown' (never seen, or lost in a restart)."""
+        if self.history(handle) is not None:
+            return "done"
+        queue = self._json(self._request("GET", "/queue"), "GET /queue")
+        for item in queue.get("queue_running", []):
+            if len(item) > 1 and item[1] == handle.remote_id:
+                return "running"
+        for item in queue.get("queue_pending", []):
+            if len(item) > 1 and item[1] == handle.remote_id:
+                return "pending"
+        return "unknown"
+
+    def history(self, handle: RemoteHandle) -> HistoryEntry | None:
+        data = self._json(self._request("GET", f"/history/{handle.remote_id}"), "GET /history")
+        raw = data.get(handle.remote_id) if isinstance(data, dict) else None
+        return parse_history_entry(raw) if isinstance(raw, dict) else None
+
+    def events(self, handle: RemoteHandle) -> Iterator[ProgressEvent]:
+        """Progress until the render ends; the last event is FINISHED or FAILED.
+
+        ComfyUI sends `execution_success` before the outputs reach /history; the
+        later `executing` with node null is the safe moment to read them.
+        """
+        deadline = self._clock() + self.timeouts.max_wait
+        last_history_check = 0.0
+        success_seen_at: float | None = None
+        while True:
+            now = self._clock()
+            if now > deadline:
+                yield ProgressEvent(
+                    EventKind.FAILED,
+                    error=ProviderError(
+                        ErrorCode.TIMEOUT, f"the render did not finish within {self.timeouts.max_wait:.0f} s"
+                    ),
+                )
+                return
+            socket = self._open_socket()
+            message: str | bytes | None = None
+            if socket is not None:
+                try:
+                    message = socket.recv(timeout=self.timeouts.poll_interval)
+                except TimeoutError:
+                    message = None
+                except (ConnectionClosed, OSError):
+                    self.fallback_notes.append(
+                        "websocket closed mid-render; reconnecting and following /history"
+                    )
+                    self._close_socket()
+            else:
+                time.sleep(self.timeouts.poll_interval)
+            if message is not None:
+                event = self._event_from_message(message, handle)
+                if event is None:
+                    continue
+                if event.kind == EventKind.FINISHED and event.node == "success":
+                    success_seen_at = self._clock()
+                    continue
+                yield event
+                if event.kind in (EventKind.FINISHED, EventKind.FAILED):
+                    return
+                continue
+            # The socket was silent for a poll interval (or is gone): ask /history.
+            if self._clock() - last_history_check < self.timeouts.poll_interval and socket is not None:
+                continue
+            last_history_check = self._clock()
+            final = self._final_event_from_history(handle)
+            if final is not None:
+                yield final
+                return
+            if success_seen_at is not None and self._clock() - success_seen_at > self.timeouts.post_execution:
+                yield ProgressEvent(
+                    EventKind.FAILED,
+                    error=ProviderError(
+                        ErrorCode.OUTPUT_INVALID,
+                        f"ComfyUI reported success but /history had no entry after {self.timeouts.post_execution:.0f} s",
+                    ),
+                )
+                return
+
+    def _final_event_from_history(self, handle: RemoteHandle) -> ProgressEvent | None:
+        entry = self.history(handle)
+        if entry is None:
+            return None
+        if entry.status == "success":
+            return ProgressEvent(EventKind.FINISHED)
+        for name, data in entry.messages:
+            if name == "execution_error":
+                return ProgressEvent(EventKind.FAILED, error=error_from_execution(data))
+            if name == "execution_interrupted":
+                return ProgressEvent(
+                    EventKind.FAILED,
+                    error=ProviderError(ErrorCode.CANCELLED, "the render was interrupted on the server"),
+                )
+        return ProgressEvent(
+            EventKind.FAILED,
+            error=ProviderError(ErrorCode.EXECUTION_FAILED, "ComfyUI reports the render as failed"),
+        )
+
+    def _event_from_message(self, message: str | bytes, handle: RemoteHandle) -> ProgressEvent | None:
+        if isinstance(message, bytes):
+            decoded = decode_binary_frame(message)
+            if decoded is None:
+                return None
+            image, content_type, meta = decoded
+            if meta.get("prompt_id") not in (None, handle.remote_id):
+                return None
+            return ProgressEvent(EventKind.PREVIEW, preview=image, preview_type=content_type)
+        try:
+            payload = json.loads(message)
+        except ValueError:
+            return None
+        kind = payload.get("type")
+        data = payload.get("data") or {}
+        if data.get("prompt_id") != handle.remote_id:
+            return None
+        if kind == "execution_start":
+            return ProgressEvent(EventKind.STARTED)
+        if kind == "executing":
+            if data.get("node") is None:
+                return ProgressEvent(EventKind.FINISHED)
+            return ProgressEvent(EventKind.NODE, node=str(data["node"]))
+        if kind == "progress":
+            return ProgressEvent(
+                EventKind.PROGRESS,
+                node=str(data.get("node")),
+                value=int(data["value"]),
+                maximum=int(data["max"]),
+            )
+        if kind == "execution_success":
+            # Outputs are not in /history yet; wait for `executing` null.
+            return ProgressEvent(EventKind.FINISHED, node="success")
+        if kind == "execution_error":
+            return ProgressEvent(EventKind.FAILED, error=error_from_execution(data))
+        if kind == "execution_interrupted":
+            return ProgressEvent(
+                EventKind.FAILED,
+                error=ProviderError(
+                    ErrorCode.CANCELLED,
+                    f"interrupted at node {data.get('node_id')} ({data.get('node_type')})",
+                ),
+            )
+        return None
+
+    def outputs(self, handle: RemoteHandle) -> list[RemoteOutput]:
+        deadline = self._clock() + self.timeouts.post_execution
+        while True:
+            entry = self.history(handle)
+            if entry is not None and entry.outputs:
+                return entry.outputs
+            if self._clock() > deadline:
+                if entry is None:
+                    raise ProviderError(ErrorCode.LOST, "ComfyUI has no history for this render")
+                raise ProviderError(ErrorCode.OUTPUT_INVALID, "the render finished without any output file")
+            time.sleep(min(0.25, self.timeouts.poll_interval))
+
+    @contextmanager
+    def fetch(self, output: RemoteOutput) -> Iterator[Iterator[bytes]]:
+        params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.folder_type}
+        try:
+            with self._http.stream("GET", "/view", params=params) as response:
+                if response.status_code != 200:
+                    raise ProviderError(
+                        ErrorCode.OUTPUT_INVALID,
+                        f"ComfyUI answered {response.status_code} for output {output.filename!r}",
+                    )
+                yield response.iter_bytes(chunk_size=64 * 1024)
+        except httpx.TransportError as exc:
+            raise ProviderError(ErrorCode.UNAVAILABLE, f"fetching {output.filename!r} failed: {exc}") from exc
+
+    def cancel(self, handle: RemoteHandle) -> None:
+        where = self.locate(handle)
+        if where == "pending":
+            self._request("POST", "/queue", json={"delete": [handle.remote_id]})
+        elif where == "running":
+            # Targeted: the server ignores it unless this prompt is the one running.
+            self._request("POST", "/interrupt", json={"prompt_id": handle.remote_id})
+
+    def health(self) -> BackendHealth:
+        try:
+            stats = self._json(self._request("GET", "/system_stats"), "GET /system_stats")
+            queue = self._json(self._request("GET", "/queue"), "GET /queue")
+        except ProviderError as exc:
+            return BackendHealth(reachable=False, message=exc.message)
+        version = (stats.get("system") or {}).get("comfyui_version", "?")
+        return BackendHealth(
+            reachable=True,
+            message=f"ComfyUI {version}",
+            queue_running=len(queue.get("queue_running", [])),
+            queue_pending=len(queue.get("queue_pending", [])),
+            devices=list(stats.get("devices") or []),
+        )

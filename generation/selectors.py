@@ -1,0 +1,30 @@
+"""Reads about renders that need more than one query."""
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import QuerySet
+
+from briefs.models import Brief
+from briefs.selectors import briefs_visible_to
+from generation.models import Artifact, RenderJob
+
+
+def jobs_visible_to(user: User | AnonymousUser) -> QuerySet[RenderJob]:
+    return RenderJob.objects.filter(brief__in=briefs_visible_to(user))
+
+
+def artifacts_visible_to(user: User | AnonymousUser) -> QuerySet[Artifact]:
+    return Artifact.objects.filter(job__brief__in=briefs_visible_to(user))
+
+
+def latest_job_per_scene(brief: Brief) -> dict[int, RenderJob]:
+    """The newest job of each scene of a brief, in two queries."""
+    latest: dict[int, RenderJob] = {}
+    jobs = (
+        RenderJob.objects.filter(brief=brief)
+        .select_related("scene", "brief")
+        .prefetch_related("artifacts")
+        .order_by("scene_id", "-created_at", "-id")
+    )
+    for job in jobs:
+        latest.setdefault(job.scene_id, job)
+    return latest

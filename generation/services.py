@@ -1,0 +1,270 @@
+"""State changes of renders: submit, transitions, cancel, templates and backends.
+
+A job's state moves only through `job_transition`, a conditional UPDATE that
+acts when exactly one row changed, so two workers can never both move one job.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import transaction
+from django.utils import timezone
+
+from briefs.models import Brief, Scene
+from generation import events
+from generation.models import (
+    TERMINAL_STATES,
+    Backend,
+    BackendKind,
+    JobEvent,
+    JobState,
+    Priority,
+    RenderBatch,
+    RenderJob,
+    WorkflowTemplate,
+)
+from generation.providers.base import BackendHealth, ProviderError
+from generation.workflow_binding import TemplateError, load_template_file
+
+log = logging.getLogger(__name__)
+
+MAX_SEED = 2**48
+
+
+class RenderRefused(Exception):
+    """A render that cannot be asked for as things stand; the message says why."""
+
+
+def _user_or_none(user: User | AnonymousUser | None) -> User | None:
+    return user if isinstance(user, User) else None
+
+
+# -- templates and backends ---------------------------------------------------
+def workflow_templates_sync(*, directory: Path | None = None) -> tuple[list[WorkflowTemplate], list[str]]:
+    """Load every workflows/*.json into the database; returns the templates and the errors per file."""
+    directory = directory or settings.WORKFLOWS_DIR
+    loaded: list[WorkflowTemplate] = []
+    errors: list[str] = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            spec = load_template_file(path)
+        except TemplateError as exc:
+            errors.append(str(exc))
+            continue
+        template, _ = WorkflowTemplate.objects.update_or_create(
+            slug=spec.slug,
+            defaults={
+                "name": spec.name,
+                "description": spec.description,
+                "version": spec.version,
+                "graph": spec.graph,
+                "bindings": spec.bindings_as_json(),
+                "source_file": f"workflows/{path.name}",
+                "content_sha256": spec.sha256,
+            },
+        )
+        loaded.append(template)
+    return loaded, errors
+
+
+@transaction.atomic
+def backend_register_preview(*, url: str, name: str = "Storyboard preview") -> Backend:
+    """The storyboard preview server as a named backend, default when no other is."""
+    backend, _ = Backend.objects.update_or_create(
+        name=name,
+        defaults={
+            "kind": BackendKind.COMFYUI,
+            "base_url": url,
+            "enabled": True,
+            "description": "Local ComfyUI-compatible server that renders labelled storyboard frames (no GPU).",
+        },
+    )
+    if not Backend.objects.filter(is_default=True).exists():
+        Backend.objects.filter(pk=backend.pk).update(is_default=True)
+        backend.refresh_from_db()
+    return backend
+
+
+def backend_record_health(*, backend: Backend, reachable: bool, message: str) -> None:
+    state = "healthy" if reachable else "down"
+    Backend.objects.filter(pk=backend.pk).update(
+        health_state=state, health_message=message[:500], health_checked_at=timezone.now()
+    )
+
+
+# -- submitting ---------------------------------------------------------------
+def default_template() -> WorkflowTemplate:
+    template = WorkflowTemplate.objects.filter(slug=settings.DEFAULT_TEMPLATE_SLUG, enabled=True).first()
+    if template is None:
+        template = WorkflowTemplate.objects.filter(enabled=True).first()
+    if template is None:
+        raise RenderRefused("No workflow template is loaded; run `manage.py load_workflows`.")
+    return template
+
+
+def default_backend() -> Backend:
+    backend = Backend.objects.filter(is_default=True, enabled=True).first()
+    if backend is None:
+        backend = Backend.objects.filter(enabled=True).order_by("name").first()
+    if backend is None:
+        raise RenderRefused("No render backend is enabled; add one in the admin.")
+    return backend
+
+
+def scene_render_params(scene: Scene) -> dict[str, Any]:
+    """The scene's values as they go into the workflow, snapshotted on the job."""
+    style = scene.brief.style.strip()
+    prompt = scene.prompt.strip()
+    if style:
+        prompt = f"{prompt}, {style}"
+    return {
+        "prompt": prompt,
+        "negative_prompt": scene.negative_prompt.strip() or None,
+        "seed": scene.seed if scene.seed is not None else random.randrange(MAX_SEED),
+        "label": f"{scene.position}. {scene.title}",
+    }
+
+
+def _create_job(
+    *,
+    scene: Scene,
+    template: WorkflowTemplate,
+    backend: Backend | None,
+    batch: RenderBatch | None,
+    priority: int,
+    user: User | None,
+) -> RenderJob:
+    if not scene.prompt.strip():
+        raise RenderRefused(f"Scene {scene.position} ({scene.title}) has no prompt to render.")
+    job = RenderJob.objects.create(
+        brief=scene.brief,
+        scene=scene,
+        batch=batch,
+        template=template,
+        template_version=template.version,
+        template_sha256=template.content_sha256,
+        scene_version=scene.version,
+        params=scene_render_params(scene),
+        backend=backend,
+        priority=priority,
+        state=JobState.QUEUED,
+        created_by=user,
+    )
+    JobEvent.objects.create(job=job, from_state="", to_state=JobState.QUEUED, message="render requested")
+    events.publish_job_update(job)
+    transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def _enqueue(job_id: int) -> None:
+    from generation.tasks import render_job  # tasks import services; keep the cycle out of import time
+
+    try:
+        render_job.delay(job_id)
+    except Exception:
+        # The job is saved; the broker being away must not lose it or fail the request.
+        log.warning("render job %s saved but not enqueued; the broker is unavailable", job_id, exc_info=True)
+
+
+@transaction.atomic
+def render_job_submit(
+    *,
+    scene: Scene,
+    user: User | AnonymousUser | None,
+    template: WorkflowTemplate | None = None,
+    backend: Backend | None = None,
+) -> RenderJob:
+    return _create_job(
+        scene=scene,
+        template=template or default_template(),
+        backend=backend,
+        batch=None,
+        priority=Priority.INTERACTIVE,
+        user=_user_or_none(user),
+    )
+
+
+@transaction.atomic
+def render_brief_submit(
+    *,
+    brief: Brief,
+    user: User | AnonymousUser | None,
+    template: WorkflowTemplate | None = None,
+    backend: Backend | None = None,
+) -> tuple[RenderBatch, list[RenderJob]]:
+    scenes = list(brief.scenes.order_by("position"))
+    if not scenes:
+        raise RenderRefused("This brief has no scenes to render yet.")
+    template = template or default_template()
+    owner = _user_or_none(user)
+    batch = RenderBatch.objects.create(brief=brief, created_by=owner)
+    jobs = [
+        _create_job(
+            scene=scene, template=template, backend=backend, batch=batch, priority=Priority.BATCH, user=owner
+        )
+        for scene in scenes
+    ]
+    return batch, jobs
+
+
+# -- transitions --------------------------------------------------------------
+def job_transition(
+    job_id: int, *, from_states: Collection[str], to_state: str, message: str = "", **fields: Any
+) -> bool:
+    """Move a job if, and only if, it is in one of `from_states`. Returns whether it moved."""
+    now = timezone.now()
+    if to_state in TERMINAL_STATES:
+        fields.setdefault("finished_at", now)
+    with transaction.atomic():
+        current = RenderJob.objects.filter(pk=job_id).values_list("state", flat=True).first()
+        changed = RenderJob.objects.filter(pk=job_id, state__in=from_states).update(
+            state=to_state, updated_at=now, **fields
+        )
+        if changed != 1:
+            return False
+        JobEvent.objects.create(
+            job_id=job_id, from_state=current or "", to_state=to_state, message=message[:2000]
+        )
+        events.publish_job_update(RenderJob.objects.select_related("brief", "scene").get(pk=job_id))
+    return True
+
+
+def job_progress(job_id: int, *, value: int, maximum: int) -> None:
+    with transaction.atomic():
+        changed = RenderJob.objects.filter(pk=job_id, state=JobState.RUNNING).update(
+            progress_value=value, progress_max=maximum, updated_at=timezone.now()
+        )
+        if changed:
+            events.publish_job_update(RenderJob.objects.select_related("brief", "scene").get(pk=job_id))
+
+
+def render_job_cancel(*, job: RenderJob) -> bool:
+    """Cancel a job that has not finished. A running remote render is stopped by its worker."""
+    return job_transition(
+        job.pk,
+        from_states=set(JobState) - TERMINAL_STATES,
+        to_state=JobState.CANCELLED,
+        error_code="cancelled",
+        error_message="Cancelled by a user.",
+        message="cancelled by a user",
+    )
+
+
+def backend_check_health(*, backend: Backend) -> BackendHealth:
+    """Ask the backend how it is and record the answer."""
+    from generation.runner import provider_for
+
+    try:
+        with provider_for(backend) as provider:
+            result = provider.health()
+    except ProviderError as exc:
+        result = BackendHealth(reachable=False, message=exc.message)
+    backend_record_health(backend=backend, reachable=result.reachable, message=result.message)
+    return result

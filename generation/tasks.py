@@ -1,0 +1,17 @@
+from celery import shared_task
+
+from generation import runner
+
+
+@shared_task(name="generation.render_job", acks_late=True, reject_on_worker_lost=True)
+def render_job(job_id: int) -> None:
+    runner.render_job_execute(job_id=job_id)
+
+
+@shared_task(name="generation.check_backends", acks_late=True)
+def check_backends() -> None:
+    from generation.models import Backend
+    from generation.services import backend_check_health
+
+    for backend in Backend.objects.filter(enabled=True):
+        backend_check_health(backend=backend)

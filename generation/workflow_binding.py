@@ -1,0 +1,154 @@
+"""Scene values into a ComfyUI API-format workflow. Pure Python, no Django.
+
+A template's bindings say where each scene parameter is written:
+``{"prompt": [{"node": "6", "input": "text"}], "seed": [{"node": "3", "input": "seed"}]}``.
+A binding may also be a single ``{"node", "input"}`` object.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The parameters a scene can feed into a workflow. `filename_prefix` carries the
+# attempt id: ComfyUI serves an identical prompt from its cache and writes no new
+# file, so every attempt must change an input of the save node.
+KNOWN_PARAMETERS = ("prompt", "negative_prompt", "seed", "width", "height", "steps", "filename_prefix")
+REQUIRED_PARAMETERS = ("prompt", "filename_prefix")
+
+
+class TemplateError(ValueError):
+    """A workflow template file or binding that cannot be used; the message says where."""
+
+
+@dataclass(frozen=True)
+class Target:
+    node: str
+    input: str
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    slug: str
+    name: str
+    description: str
+    version: int
+    graph: dict[str, Any]
+    bindings: dict[str, list[Target]]
+    sha256: str
+
+    def bindings_as_json(self) -> dict[str, list[dict[str, str]]]:
+        return {
+            name: [{"node": t.node, "input": t.input} for t in targets]
+            for name, targets in self.bindings.items()
+        }
+
+
+def parse_bindings(raw: Any, graph: dict[str, Any], *, where: str) -> dict[str, list[Target]]:
+    if not isinstance(raw, dict):
+        raise TemplateError(f"{where}: 'bindings' must be an object of parameter -> targets")
+    parsed: dict[str, list[Target]] = {}
+    for name, value in raw.items():
+        if name not in KNOWN_PARAMETERS:
+            raise TemplateError(
+                f"{where}: binding {name!r} is not a scene parameter (known: {', '.join(KNOWN_PARAMETERS)})"
+            )
+        items = value if isinstance(value, list) else [value]
+        targets = []
+        for item in items:
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("node"), str)
+                or not isinstance(item.get("input"), str)
+            ):
+                raise TemplateError(f'{where}: binding {name!r} needs {{"node": "<id>", "input": "<name>"}}')
+            node = graph.get(item["node"])
+            if not isinstance(node, dict):
+                raise TemplateError(
+                    f"{where}: binding {name!r} points at node {item['node']!r}, which is not in the workflow"
+                )
+            inputs = node.get("inputs", {})
+            if item["input"] not in inputs:
+                raise TemplateError(
+                    f"{where}: binding {name!r} points at input {item['input']!r} of node {item['node']!r} "
+                    f"({node.get('class_type')}), which has no such input"
+                )
+            if isinstance(inputs[item["input"]], list):
+                raise TemplateError(
+                    f"{where}: binding {name!r} points at input {item['input']!r} of node {item['node']!r}, "
+                    "which is a link to another node, not a value"
+                )
+            targets.append(Target(node=item["node"], input=item["input"]))
+        parsed[name] = targets
+    missing = [name for name in REQUIRED_PARAMETERS if name not in parsed]
+    if missing:
+        raise TemplateError(f"{where}: bindings must include {', '.join(missing)}")
+    return parsed
+
+
+def parse_graph(raw: Any, *, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict) or not raw:
+        raise TemplateError(f"{where}: 'workflow' must be a non-empty ComfyUI API-format object")
+    for node_id, node in raw.items():
+        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
+            raise TemplateError(
+                f"{where}: node {node_id!r} has no class_type; export the workflow in API format"
+            )
+        if not isinstance(node.get("inputs", {}), dict):
+            raise TemplateError(f"{where}: node {node_id!r} has inputs that are not an object")
+    return raw
+
+
+def load_template_file(path: Path) -> TemplateSpec:
+    where = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{where}: cannot be read ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise TemplateError(
+            f"{where}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    if not isinstance(data, dict):
+        raise TemplateError(f"{where}: must hold a JSON object")
+    graph = parse_graph(data.get("workflow"), where=where)
+    version = data.get("version", 1)
+    if not isinstance(version, int) or version < 1:
+        raise TemplateError(f"{where}: 'version' must be a positive integer")
+    return TemplateSpec(
+        slug=path.stem,
+        name=str(data.get("name") or path.stem),
+        description=str(data.get("description") or ""),
+        version=version,
+        graph=graph,
+        bindings=parse_bindings(data.get("bindings"), graph, where=where),
+        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    )
+
+
+def bind_workflow(
+    graph: dict[str, Any], bindings: dict[str, list[Target]], values: dict[str, Any]
+) -> dict[str, Any]:
+    """A copy of `graph` with each bound value written to its targets.
+
+    Parameters without a value (None) leave the template's own value in place.
+    """
+    bound = copy.deepcopy(graph)
+    for name, targets in bindings.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        for target in targets:
+            bound[target.node]["inputs"][target.input] = value
+    return bound
+
+
+def targets_from_json(raw: dict[str, list[dict[str, str]]]) -> dict[str, list[Target]]:
+    return {
+        name: [Target(node=t["node"], input=t["input"]) for t in targets] for name, targets in raw.items()
+    }

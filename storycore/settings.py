@@ -1,0 +1,196 @@
+"""StoryCore settings: one module, driven by environment variables with embedded defaults.
+
+With nothing set, the studio runs on one machine: SQLite in var/, the embedded
+Valkey started by `./studio run`, local media in var/media. docs/configuration.md
+lists every variable.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+
+from storycore.env import env_bool, env_float, env_int, env_list, env_str, secret_key_from
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("STORYCORE_VAR_DIR", str(BASE_DIR / "var")))
+
+SECRET_KEY = secret_key_from("SECRET_KEY", VAR_DIR / "secret_key")
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "briefs",
+    "generation",
+    "telemetry",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "storycore.urls"
+WSGI_APPLICATION = "storycore.wsgi.application"
+ASGI_APPLICATION = "storycore.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'storycore.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while a Celery worker writes; IMMEDIATE
+    # transactions take the write lock up front instead of failing on upgrade.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    # Integration tests run Celery workers and servers in other processes, so the
+    # test database must be a file they can open, not an in-memory one.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_storycore.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis / Valkey: Celery broker and channel layer ------------------------
+EMBEDDED_VALKEY_PORT = env_int("EMBEDDED_VALKEY_PORT", 6390, minimum=1)
+REDIS_URL = env_str("REDIS_URL", f"redis://127.0.0.1:{EMBEDDED_VALKEY_PORT}/0")
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis redelivers an unacknowledged task after this; it must outlast the
+# longest render or a running render would be started a second time.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600, minimum=60),
+}
+CELERY_TASK_ALWAYS_EAGER = False
+
+CHANNEL_LAYERS = {
+    "default": {
+        # The pub/sub layer delivered every message of a burst where the list
+        # layer dropped most of them past its channel capacity.
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
+
+# --- Storage --------------------------------------------------------------
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "artifacts": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT / "artifacts")},
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = True
+
+# --- Auth, API ------------------------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "briefs:list"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "storycore.api_errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "StoryCore render studio API",
+    "DESCRIPTION": "Briefs, scenes, renders and their artifacts.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Rendering ------------------------------------------------------------
+PREVIEW_SERVER_PORT = env_int("PREVIEW_SERVER_PORT", 8189, minimum=1)
+PREVIEW_SERVER_URL = env_str("PREVIEW_SERVER_URL", f"http://127.0.0.1:{PREVIEW_SERVER_PORT}")
+DEFAULT_TEMPLATE_SLUG = env_str("DEFAULT_TEMPLATE_SLUG", "storyboard-txt2img")
+WORKFLOWS_DIR = BASE_DIR / "workflows"
+RENDER_CONNECT_TIMEOUT = env_float("RENDER_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+RENDER_MAX_WAIT = env_float("RENDER_MAX_WAIT", 600.0, minimum=1.0)
+RENDER_POLL_INTERVAL = env_float("RENDER_POLL_INTERVAL", 2.0, minimum=0.05)
+RENDER_POST_EXECUTION_TIMEOUT = env_float("RENDER_POST_EXECUTION_TIMEOUT", 30.0, minimum=0.1)
+ARTIFACT_MAX_BYTES = env_int("ARTIFACT_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
+# Pillow only warns below its own bomb threshold; a small PNG can decode to gigabytes.
+ARTIFACT_MAX_PIXELS = env_int("ARTIFACT_MAX_PIXELS", 64 * 1024 * 1024, minimum=1)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+CELERY_BEAT_SCHEDULE = {
+    "check-backends": {
+        "task": "generation.check_backends",
+        "schedule": env_float("BACKEND_HEALTH_INTERVAL", 30.0, minimum=1.0),
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

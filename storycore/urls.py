@@ -1,0 +1,38 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from briefs.api import BriefDetailApi, BriefListCreateApi, SceneCreateApi
+from generation.api import (
+    ArtifactDownloadApi,
+    BriefJobsApi,
+    BriefRenderApi,
+    JobCancelApi,
+    JobDetailApi,
+    SceneRenderApi,
+)
+from storycore.health import health
+
+api_v1 = [
+    path("briefs/", BriefListCreateApi.as_view(), name="brief-list"),
+    path("briefs/<uuid:brief_uuid>/", BriefDetailApi.as_view(), name="brief-detail"),
+    path("briefs/<uuid:brief_uuid>/scenes/", SceneCreateApi.as_view(), name="brief-scenes"),
+    path("briefs/<uuid:brief_uuid>/renders/", BriefRenderApi.as_view(), name="brief-render"),
+    path("briefs/<uuid:brief_uuid>/jobs/", BriefJobsApi.as_view(), name="brief-jobs"),
+    path("scenes/<uuid:scene_uuid>/renders/", SceneRenderApi.as_view(), name="scene-render"),
+    path("jobs/<uuid:job_uuid>/", JobDetailApi.as_view(), name="job-detail"),
+    path("jobs/<uuid:job_uuid>/cancel/", JobCancelApi.as_view(), name="job-cancel"),
+    path("artifacts/<uuid:artifact_uuid>/download/", ArtifactDownloadApi.as_view(), name="artifact-download"),
+]
+
+urlpatterns = [
+    path("", include("briefs.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"))),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("health/", health, name="health"),
+]

@@ -1,0 +1,1 @@
+"""Conformance tests: the storyboard preview server against recorded ComfyUI traffic."""

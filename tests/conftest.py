@@ -1,0 +1,107 @@
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+
+from generation.services import backend_register_preview, workflow_templates_sync
+from storycore.celery import app as celery_app
+from tests.stack import start_stack
+
+# Tests in this process never run renders themselves; messages they enqueue stay
+# in memory. Integration tests start real workers on a real Valkey instead.
+celery_app.conf.broker_url = "memory://"
+
+
+@pytest.fixture(autouse=True)
+def _in_memory_channel_layer(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@pytest.fixture
+def staff_user(db):
+    return get_user_model().objects.create_user("staff", password="a-long-password-1", is_staff=True)
+
+
+@pytest.fixture
+def writer(db):
+    return get_user_model().objects.create_user("writer", password="a-long-password-2")
+
+
+@pytest.fixture
+def api_client(staff_user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    token = Token.objects.create(user=staff_user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def template(db):
+    from generation.services import workflow_templates_sync
+
+    templates, errors = workflow_templates_sync()
+    assert not errors
+    return templates[0]
+
+
+@pytest.fixture
+def backend(db):
+    from generation.services import backend_register_preview
+
+    return backend_register_preview(url="http://127.0.0.1:9")
+
+
+@pytest.fixture
+def brief(staff_user):
+    from briefs.services import brief_create
+
+    return brief_create(
+        user=staff_user,
+        title="Night ferry",
+        style="ink wash",
+        scenes=[
+            {"title": "Harbour", "prompt": "a ferry leaving a foggy harbour"},
+            {"title": "Deck", "prompt": "two strangers on the deck at midnight"},
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One set of real processes for the whole session, on the test database."""
+    database = django_settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database_url = f"sqlite:///{database['NAME']}"
+    else:
+        database_url = (
+            f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST'] or 'localhost'}:"
+            f"{database['PORT'] or 5432}/{database['NAME']}"
+        )
+    var_dir = Path(tmp_path_factory.mktemp("stack"))
+    # Artifacts the worker stores must be readable by this process's API checks.
+    shutil.rmtree(var_dir / "media", ignore_errors=True)
+    with start_stack(database_url=database_url, var_dir=var_dir) as running:
+        yield running
+
+
+@pytest.fixture
+def studio(stack, transactional_db, settings):
+    """Per test: the template, the preview backend and a token for the API."""
+    settings.MEDIA_ROOT = stack.log_dir.parent / "media"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(stack.log_dir.parent / "media" / "artifacts")},
+        },
+    }
+    workflow_templates_sync()
+    backend_register_preview(url=stack.preview_url)
+    user = get_user_model().objects.create_user("director", password="a-long-password-3", is_staff=True)
+    token = Token.objects.create(user=user)
+    return {"stack": stack, "token": token.key, "user": user}

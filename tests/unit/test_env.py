@@ -1,0 +1,41 @@
+import pytest
+
+from storycore.env import EnvError, env_bool, env_int, env_list, secret_key_from
+
+
+def test_env_bool_reads_common_spellings(monkeypatch):
+    monkeypatch.setenv("FLAG", "Yes")
+    assert env_bool("FLAG", False) is True
+    monkeypatch.setenv("FLAG", "off")
+    assert env_bool("FLAG", True) is False
+
+
+def test_env_bool_rejects_a_typo_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("FLAG", "ture")
+    with pytest.raises(EnvError, match="FLAG='ture' is not a boolean"):
+        env_bool("FLAG", False)
+
+
+def test_env_int_enforces_its_minimum(monkeypatch):
+    monkeypatch.setenv("PORT", "0")
+    with pytest.raises(EnvError, match="PORT=0 is below the minimum of 1"):
+        env_int("PORT", 8000, minimum=1)
+    monkeypatch.setenv("PORT", "eighty")
+    with pytest.raises(EnvError, match="not an integer"):
+        env_int("PORT", 8000)
+
+
+def test_env_list_splits_and_trims(monkeypatch):
+    monkeypatch.setenv("HOSTS", " a.example , b.example,")
+    assert env_list("HOSTS", []) == ["a.example", "b.example"]
+
+
+def test_a_generated_secret_key_is_kept_private_and_reused(tmp_path, monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    path = tmp_path / "var" / "secret_key"
+    first = secret_key_from("SECRET_KEY", path)
+    assert len(first) > 40
+    assert path.stat().st_mode & 0o077 == 0
+    assert secret_key_from("SECRET_KEY", path) == first
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    assert secret_key_from("SECRET_KEY", path) == "from-env"
