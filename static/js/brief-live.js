@@ -21,7 +21,10 @@
     el.querySelector('[data-role="progress"]').value = job.progress;
     el.querySelector('[data-role="error"]').textContent = job.error_code ? `${job.error_code}: ${job.error_message}` : "";
     const frame = el.querySelector('[data-role="frame"]');
+    const download = el.querySelector('[data-role="download"]');
     if (job.state === "succeeded" && job.artifact_url) {
+      download.href = `${job.artifact_url}?download=1`;
+      download.hidden = false;
       let img = frame.querySelector('[data-role="image"]');
       if (!img || img.getAttribute("src") !== job.artifact_url) {
         frame.replaceChildren();

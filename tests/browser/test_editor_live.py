@@ -38,6 +38,11 @@ def test_rendering_a_scene_shows_progress_and_the_image_live(studio, page):
     expect(image).to_be_visible()
     assert image.evaluate("img => img.complete && img.naturalWidth") == 512
     assert page.url == url_before  # no reload, no navigation
+    download = first.get_by_test_id("download")
+    expect(download).to_be_visible()
+    with page.expect_download() as saved:
+        download.click()
+    assert saved.value.suggested_filename.startswith("scene-1-")
     expect(second.locator('[data-role="state"]')).to_have_text("Not rendered")
     page.screenshot(path=str(studio["stack"].log_dir / "editor-after-render.png"), full_page=True)
 
