@@ -6,6 +6,7 @@ from django.utils.html import format_html
 
 from generation import services
 from generation.models import Artifact, Attempt, Backend, JobEvent, RenderBatch, RenderJob, WorkflowTemplate
+from generation.providers.base import ProviderError
 
 
 @admin.register(Backend)
@@ -23,7 +24,8 @@ class BackendAdmin(admin.ModelAdmin):
     list_filter = ["kind", "enabled", "health_state"]
     search_fields = ["name", "base_url"]
     readonly_fields = ["uuid", "health_state", "health_message", "health_checked_at", "created_at"]
-    actions = ["check_health"]
+    actions = ["check_health", "refresh_object_info"]
+    list_display_links = ["name"]
 
     @admin.action(description="Check health now")
     def check_health(self, request: HttpRequest, queryset: QuerySet[Backend]) -> None:
@@ -31,6 +33,16 @@ class BackendAdmin(admin.ModelAdmin):
             result = services.backend_check_health(backend=backend)
             level = messages.SUCCESS if result.reachable else messages.ERROR
             self.message_user(request, f"{backend.name}: {result.message}", level)
+
+    @admin.action(description="Refresh node catalogue (/object_info)")
+    def refresh_object_info(self, request: HttpRequest, queryset: QuerySet[Backend]) -> None:
+        for backend in queryset:
+            try:
+                info = services.backend_object_info(backend=backend, max_age=0)
+            except ProviderError as exc:
+                self.message_user(request, f"{backend.name}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{backend.name}: {len(info)} node types", messages.SUCCESS)
 
 
 @admin.register(WorkflowTemplate)

@@ -30,6 +30,10 @@ class Backend(models.Model):
     health_state = models.CharField(max_length=16, choices=HealthState.choices, default=HealthState.UNKNOWN)
     health_message = models.CharField(max_length=500, blank=True)
     health_checked_at = models.DateTimeField(null=True, blank=True)
+    # The server's /object_info, kept so that workflows are checked before submit
+    # and dispatch can prefer backends that have a workflow's models.
+    object_info = models.JSONField(null=True, blank=True, editable=False)
+    object_info_fetched_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

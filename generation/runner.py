@@ -120,6 +120,7 @@ def _run_attempt(job: RenderJob, attempt: Attempt, *, fresh: bool) -> None:
             if not fresh:
                 log.info("attempt %s is unknown to %s; submitting it", attempt.uuid, attempt.backend)
             workflow = _bound_workflow(job, attempt)
+            services.workflow_check_on_backend(workflow=workflow, backend=attempt.backend)
             handle = provider.submit(RenderRequest(attempt_id=str(attempt.uuid), workflow=workflow))
             Attempt.objects.filter(pk=attempt.pk).update(
                 state=AttemptState.RUNNING, submitted_at=timezone.now(), remote_handle=handle.remote_id
@@ -261,6 +262,6 @@ def _fail(job: RenderJob, attempt: Attempt | None, error: ProviderError) -> None
         from_states={JobState.QUEUED, *IN_FLIGHT},
         to_state=JobState.FAILED,
         error_code=error.code.value,
-        error_message=error.message,
+        error_message=services.error_with_hint(error, backend=attempt.backend if attempt else job.backend),
         message=f"{error.code}: {error.message}",
     )

@@ -30,8 +30,9 @@ from generation.models import (
     RenderJob,
     WorkflowTemplate,
 )
-from generation.providers.base import BackendHealth, ProviderError
+from generation.providers.base import BackendHealth, ErrorCode, ProviderError
 from generation.workflow_binding import TemplateError, load_template_file
+from generation.workflow_validation import has_model, validate_workflow
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +256,76 @@ def render_job_cancel(*, job: RenderJob) -> bool:
         error_message="Cancelled by a user.",
         message="cancelled by a user",
     )
+
+
+def backend_object_info(*, backend: Backend, max_age: float | None = None) -> dict[str, Any]:
+    """The backend's /object_info, from the copy kept on the row unless it is older than `max_age` seconds."""
+    max_age = settings.OBJECT_INFO_MAX_AGE if max_age is None else max_age
+    fetched = backend.object_info_fetched_at
+    if backend.object_info is not None and fetched is not None:
+        if (timezone.now() - fetched).total_seconds() <= max_age:
+            return backend.object_info
+    from generation.runner import provider_for
+
+    with provider_for(backend) as provider:
+        info = provider.object_info()
+    now = timezone.now()
+    Backend.objects.filter(pk=backend.pk).update(object_info=info, object_info_fetched_at=now)
+    backend.object_info, backend.object_info_fetched_at = info, now
+    return info
+
+
+def workflow_check_on_backend(*, workflow: dict[str, Any], backend: Backend) -> None:
+    """Raise the ProviderError ComfyUI would answer, before anything is sent.
+
+    A problem found in a catalogue older than a minute is checked once more
+    against a fresh one: someone may have just installed the model.
+    """
+    info = backend_object_info(backend=backend)
+    try:
+        validate_workflow(workflow, info)
+    except ProviderError:
+        fetched = backend.object_info_fetched_at
+        if fetched is None or (timezone.now() - fetched).total_seconds() < 60:
+            raise
+        validate_workflow(workflow, backend_object_info(backend=backend, max_age=0))
+
+
+def error_with_hint(error: ProviderError, *, backend: Backend | None) -> str:
+    """The error's message and what the user can do about it."""
+    name = backend.name if backend is not None else "the backend"
+    hint = ""
+    if error.code == ErrorCode.MISSING_MODEL:
+        missing = [
+            (p["input"], p.get("value"))
+            for p in error.detail.get("problems", [])
+            if p.get("code") == "missing_model"
+        ]
+        hints = []
+        others_qs = Backend.objects.filter(enabled=True)
+        if backend is not None:
+            others_qs = others_qs.exclude(pk=backend.pk)
+        for input_name, value in missing:
+            if not isinstance(value, str):
+                continue
+            others = [
+                other.name
+                for other in others_qs
+                if other.object_info and has_model(other.object_info, input_name, value)
+            ]
+            hints.append(
+                f"{value!r} is on {', '.join(others)}"
+                if others
+                else f"no other enabled backend has {value!r}"
+            )
+        hint = "; ".join(hints) or "install the model on this backend or render on one that has it"
+    elif error.code == ErrorCode.MISSING_NODE:
+        hint = f"install the custom nodes this workflow needs on {name}, or render on a backend that has them"
+    elif error.code == ErrorCode.OUT_OF_MEMORY:
+        hint = "render at a smaller size, or on a backend with more GPU memory"
+    elif error.code == ErrorCode.UNAVAILABLE:
+        hint = f"check that {name} is running and reachable; its state is in the admin under Backends"
+    return f"{error.message}. Hint: {hint}." if hint else error.message
 
 
 def backend_check_health(*, backend: Backend) -> BackendHealth:

@@ -11,7 +11,12 @@ def render_job(job_id: int) -> None:
 @shared_task(name="generation.check_backends", acks_late=True)
 def check_backends() -> None:
     from generation.models import Backend
-    from generation.services import backend_check_health
+    from generation.providers.base import ProviderError
+    from generation.services import backend_check_health, backend_object_info
 
     for backend in Backend.objects.filter(enabled=True):
-        backend_check_health(backend=backend)
+        if backend_check_health(backend=backend).reachable:
+            try:
+                backend_object_info(backend=backend)  # refetched only when stale
+            except ProviderError:
+                pass  # the next check tries again; the health state already says why

@@ -17,7 +17,17 @@ from typing import Any
 # The parameters a scene can feed into a workflow. `filename_prefix` carries the
 # attempt id: ComfyUI serves an identical prompt from its cache and writes no new
 # file, so every attempt must change an input of the save node.
-VALUE_PARAMETERS = ("prompt", "negative_prompt", "seed", "width", "height", "steps", "cfg", "denoise", "filename_prefix")
+VALUE_PARAMETERS = (
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "width",
+    "height",
+    "steps",
+    "cfg",
+    "denoise",
+    "filename_prefix",
+)
 # Image parameters name a LoadImage-style input; at render time the image is
 # uploaded to the backend and the input is set to the name the server gave it.
 IMAGE_PARAMETERS = ("init_image", "control_image", "reference_image")

@@ -169,6 +169,8 @@ RENDER_CONNECT_TIMEOUT = env_float("RENDER_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 RENDER_MAX_WAIT = env_float("RENDER_MAX_WAIT", 600.0, minimum=1.0)
 RENDER_POLL_INTERVAL = env_float("RENDER_POLL_INTERVAL", 2.0, minimum=0.05)
 RENDER_POST_EXECUTION_TIMEOUT = env_float("RENDER_POST_EXECUTION_TIMEOUT", 30.0, minimum=0.1)
+# A backend's node catalogue is fetched again when older than this (seconds).
+OBJECT_INFO_MAX_AGE = env_int("OBJECT_INFO_MAX_AGE", 900, minimum=0)
 ARTIFACT_MAX_BYTES = env_int("ARTIFACT_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
 # Pillow only warns below its own bomb threshold; a small PNG can decode to gigabytes.
 ARTIFACT_MAX_PIXELS = env_int("ARTIFACT_MAX_PIXELS", 64 * 1024 * 1024, minimum=1)

@@ -12,7 +12,8 @@ from tests.stack import start_stack
 
 # Tests in this process never run renders themselves; messages they enqueue stay
 # in memory. Integration tests start real workers on a real Valkey instead.
-celery_app.conf.broker_url = "memory://"
+# The namespaced Django setting wins over `broker_url`, so both are set.
+celery_app.conf.broker_url = celery_app.conf.CELERY_BROKER_URL = "memory://"
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +47,7 @@ def template(db):
 
     templates, errors = workflow_templates_sync()
     assert not errors
-    return templates[0]
+    return next(t for t in templates if t.slug == "storyboard-txt2img")
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: floa
 
 @contextmanager
 def running(
-    name: str, argv: list[str], env: dict[str, str], log_dir: Path, port: int | None = None
+    name: str, argv: list[str], env: dict[str, str] | None, log_dir: Path, port: int | None = None
 ) -> Iterator[subprocess.Popen]:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"

@@ -77,11 +77,22 @@ class ProviderError(Exception):
 
 
 @dataclass(frozen=True)
+class InputImage:
+    """An image the workflow loads: uploaded first, then named in `node_id`'s `input_name`."""
+
+    node_id: str
+    input_name: str
+    filename: str
+    content: bytes
+
+
+@dataclass(frozen=True)
 class RenderRequest:
-    """What to render: a bound workflow and the id the attempt is known by."""
+    """What to render: a bound workflow, its input images, and the id the attempt is known by."""
 
     attempt_id: str
     workflow: dict[str, Any]
+    images: tuple[InputImage, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ ground truth and the fallback whenever the socket is silent or gone.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import struct
@@ -33,28 +34,16 @@ from generation.providers.base import (
     RemoteOutput,
     RenderRequest,
 )
+from generation.workflow_validation import MODEL_INPUTS
 
 log = logging.getLogger(__name__)
 
 KIND = "comfyui"
-# Inputs whose enum lists are model files on the server: a value missing there
-# means this server lacks the model, which another server may have.
-MODEL_INPUTS = frozenset(
-    {
-        "ckpt_name",
-        "lora_name",
-        "vae_name",
-        "unet_name",
-        "clip_name",
-        "clip_name1",
-        "clip_name2",
-        "control_net_name",
-        "upscale_model_name",
-        "model_name",
-        "style_model_name",
-        "gligen_name",
-    }
-)
+# While the socket is up /history is read this many poll intervals apart, as a safety net.
+SOCKET_UP_POLL_FACTOR = 5
+MAX_RECONNECT_DELAY = 30.0
+# Consecutive failed reads of /history before the backend counts as gone.
+MAX_POLL_FAILURES = 3
 OUTPUT_KINDS = {"images": "image", "gifs": "video", "videos": "video", "audio": "audio", "text": "text"}
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".webp", ".gif", ".mov", ".mkv")
 PREVIEW_IMAGE_TYPES = {1: "image/jpeg", 2: "image/png"}
@@ -84,7 +73,31 @@ def _ws_url(base_url: str, client_id: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, urlencode({"clientId": client_id}), ""))
 
 
+FOLDER_TYPES = frozenset({"output", "temp", "input"})
+
+
+def check_output_name(filename: str, subfolder: str, folder_type: str) -> None:
+    """Refuse names a server should never send: they are untrusted and must not steer a path."""
+    parts = [part for part in subfolder.replace("\\", "/").split("/") if part]
+    unsafe = (
+        not filename
+        or "/" in filename
+        or "\\" in filename
+        or "\x00" in filename + subfolder
+        or filename in {".", ".."}
+        or subfolder.startswith(("/", "\\"))
+        or ".." in parts
+        or folder_type not in FOLDER_TYPES
+    )
+    if unsafe:
+        raise ProviderError(
+            ErrorCode.OUTPUT_INVALID,
+            f"ComfyUI reported an output with an unsafe name ({folder_type}/{subfolder}/{filename!r}); it was refused",
+        )
+
+
 def parse_outputs(raw: dict[str, Any]) -> list[RemoteOutput]:
+    """Every output file in a history entry. Raises OUTPUT_INVALID on an unsafe name."""
     found: list[RemoteOutput] = []
     for node_id, ui in raw.items():
         if not isinstance(ui, dict):
@@ -95,13 +108,16 @@ def parse_outputs(raw: dict[str, Any]) -> list[RemoteOutput]:
                 if not isinstance(item, dict) or "filename" not in item:
                     continue
                 filename = str(item["filename"])
+                subfolder = str(item.get("subfolder", ""))
+                folder_type = str(item.get("type", "output"))
+                check_output_name(filename, subfolder, folder_type)
                 is_clip = kind == "image" and (animated or filename.lower().endswith(VIDEO_EXTENSIONS))
                 found.append(
                     RemoteOutput(
                         node_id=str(node_id),
                         filename=filename,
-                        subfolder=str(item.get("subfolder", "")),
-                        folder_type=str(item.get("type", "output")),
+                        subfolder=subfolder,
+                        folder_type=folder_type,
                         kind="video" if is_clip else kind,
                         animated=animated,
                     )
@@ -209,6 +225,8 @@ class ComfyUIProvider:
             follow_redirects=False,
         )
         self._socket: ClientConnection | None = None
+        self._reconnect_at = 0.0
+        self._reconnect_delay = 0.0
         self.fallback_notes: list[str] = []
 
     # -- plumbing ---------------------------------------------------------
@@ -250,20 +268,23 @@ class ComfyUIProvider:
             ) from exc
 
     def _open_socket(self) -> ClientConnection | None:
+        """The socket, connecting if it is closed and the reconnect backoff allows."""
         if self._socket is not None:
             return self._socket
+        if self._clock() < self._reconnect_at:
+            return None
         try:
             self._socket = connect(
                 _ws_url(self.base_url, self.client_id),
                 open_timeout=self.timeouts.connect,
                 max_size=64 * 1024 * 1024,
             )
+            self._reconnect_delay = 0.0
         except (OSError, WebSocketException, TimeoutError) as exc:
-            note = f"websocket unavailable ({exc.__class__.__name__}); following /history"
-            if note not in self.fallback_notes:
-                self.fallback_notes.append(note)
-            log.info("ComfyUI %s: %s", self.base_url, note)
+            self._note(f"websocket unavailable ({exc.__class__.__name__}); following /history")
             self._socket = None
+            self._reconnect_delay = min(max(0.5, self._reconnect_delay * 2), MAX_RECONNECT_DELAY)
+            self._reconnect_at = self._clock() + self._reconnect_delay
         return self._socket
 
     def _close_socket(self) -> None:
@@ -274,12 +295,42 @@ class ComfyUIProvider:
                 pass
             self._socket = None
 
+    def _note(self, note: str) -> None:
+        if note not in self.fallback_notes:
+            self.fallback_notes.append(note)
+            log.info("ComfyUI %s: %s", self.base_url, note)
+
     # -- the contract -----------------------------------------------------
+    def upload_image(self, name: str, content: bytes, *, subfolder: str = "", overwrite: bool = False) -> str:
+        """Upload an input image; returns the value for a LoadImage `image` input."""
+        data = {"type": "input", "overwrite": "true" if overwrite else "false"}
+        if subfolder:
+            data["subfolder"] = subfolder
+        response = self._request("POST", "/upload/image", files={"image": (name, content)}, data=data)
+        if response.status_code != 200:
+            raise ProviderError(
+                ErrorCode.WORKFLOW_REJECTED if response.status_code == 400 else ErrorCode.UNAVAILABLE,
+                f"ComfyUI refused the input image {name!r} (HTTP {response.status_code})",
+            )
+        body = self._json(response, "POST /upload/image")
+        stored = str(body.get("name", name))
+        folder = str(body.get("subfolder", ""))
+        return f"{folder}/{stored}" if folder else stored
+
     def submit(self, request: RenderRequest) -> RemoteHandle:
         # Open the socket first: ComfyUI replays nothing to a socket that connects mid-run.
         self._open_socket()
+        workflow = request.workflow
+        if request.images:
+            workflow = copy.deepcopy(workflow)
+            for image in request.images:
+                # The attempt id in the name keeps two renders' inputs apart on a shared server.
+                name = self.upload_image(
+                    f"{request.attempt_id}-{image.filename}", image.content, overwrite=True
+                )
+                workflow[image.node_id]["inputs"][image.input_name] = name
         body = {
-            "prompt": request.workflow,
+            "prompt": workflow,
             "client_id": self.client_id,
             "prompt_id": request.attempt_id,
             "extra_data": {},
@@ -287,11 +338,15 @@ class ComfyUIProvider:
         response = self._request("POST", "/prompt", json=body)
         if response.status_code == 400:
             try:
-                raise error_from_rejection(response.json())
+                rejection = response.json()
             except ValueError:
                 raise ProviderError(
                     ErrorCode.WORKFLOW_REJECTED, f"ComfyUI rejected the workflow: {response.text[:300]}"
                 ) from None
+            raise error_from_rejection(rejection)
+        if response.status_code == 500 and response.headers.get("content-type", "").startswith("text/plain"):
+            # ComfyUI answers a body it cannot parse with a bare 500; retrying elsewhere would not help.
+            raise ProviderError(ErrorCode.WORKFLOW_REJECTED, "ComfyUI could not read the workflow (HTTP 500)")
         data = self._json(response, "POST /prompt")
         prompt_id = str(data.get("prompt_id", ""))
         if prompt_id != request.attempt_id:
@@ -301,17 +356,25 @@ class ComfyUIProvider:
             )
         return RemoteHandle(backend_kind=KIND, remote_id=prompt_id or request.attempt_id)
 
+    def object_info(self) -> dict[str, Any]:
+        """The server's node catalogue: every class_type with its inputs and their allowed values."""
+        data = self._json(self._request("GET", "/object_info"), "GET /object_info")
+        if not isinstance(data, dict):
+            raise ProviderError(ErrorCode.UNAVAILABLE, "ComfyUI sent an object_info that is not an object")
+        return data
+
     def locate(self, handle: RemoteHandle) -> str:
         """Where the prompt is now: 'pending', 'running', 'done' or 'unknown' (never seen, or lost in a restart)."""
         if self.history(handle) is not None:
             return "done"
+        return self._queue_place(handle)
+
+    def _queue_place(self, handle: RemoteHandle) -> str:
         queue = self._json(self._request("GET", "/queue"), "GET /queue")
-        for item in queue.get("queue_running", []):
-            if len(item) > 1 and item[1] == handle.remote_id:
-                return "running"
-        for item in queue.get("queue_pending", []):
-            if len(item) > 1 and item[1] == handle.remote_id:
-                return "pending"
+        for key, place in (("queue_running", "running"), ("queue_pending", "pending")):
+            for item in queue.get(key, []):
+                if len(item) > 1 and item[1] == handle.remote_id:
+                    return place
         return "unknown"
 
     def history(self, handle: RemoteHandle) -> HistoryEntry | None:
@@ -322,12 +385,17 @@ class ComfyUIProvider:
     def events(self, handle: RemoteHandle) -> Iterator[ProgressEvent]:
         """Progress until the render ends; the last event is FINISHED or FAILED.
 
-        ComfyUI sends `execution_success` before the outputs reach /history; the
-        later `executing` with node null is the safe moment to read them.
+        The socket is the fast path; /history and /queue are the truth. They are
+        read at once (a re-attached render may already be done), then every
+        poll interval while the socket is down and every few intervals while it
+        is up. ComfyUI sends `execution_success` before the outputs reach
+        /history; the later `executing` with node null is the safe end signal.
         """
         deadline = self._clock() + self.timeouts.max_wait
-        last_history_check = 0.0
+        next_check = self._clock()
         success_seen_at: float | None = None
+        failures = 0
+        unknown_seen = 0
         while True:
             now = self._clock()
             if now > deadline:
@@ -338,48 +406,71 @@ class ComfyUIProvider:
                     ),
                 )
                 return
+            had_socket = self._socket is not None
             socket = self._open_socket()
+            if socket is not None and not had_socket:
+                next_check = now  # (re)connected: ComfyUI replays nothing, so resync from /history
             message: str | bytes | None = None
+            wait = max(0.0, min(self.timeouts.poll_interval, next_check - now))
             if socket is not None:
                 try:
-                    message = socket.recv(timeout=self.timeouts.poll_interval)
+                    message = socket.recv(timeout=wait)
                 except TimeoutError:
                     message = None
                 except (ConnectionClosed, OSError):
-                    self.fallback_notes.append(
-                        "websocket closed mid-render; reconnecting and following /history"
-                    )
+                    self._note("websocket closed mid-render; reconnecting and following /history")
                     self._close_socket()
-            else:
-                time.sleep(self.timeouts.poll_interval)
+                    next_check = self._clock()
+            elif wait:
+                time.sleep(wait)
             if message is not None:
                 event = self._event_from_message(message, handle)
-                if event is None:
-                    continue
-                if event.kind == EventKind.FINISHED and event.node == "success":
+                if event is not None and event.kind == EventKind.FINISHED and event.node == "success":
                     success_seen_at = self._clock()
-                    continue
-                yield event
-                if event.kind in (EventKind.FINISHED, EventKind.FAILED):
+                elif event is not None:
+                    yield event
+                    if event.kind in (EventKind.FINISHED, EventKind.FAILED):
+                        return
+            if self._clock() < next_check:
+                continue
+            try:
+                final = self._final_event_from_history(handle)
+                where = "done" if final is not None else self._queue_place(handle)
+                failures = 0
+            except ProviderError as exc:
+                failures += 1
+                if failures >= MAX_POLL_FAILURES:
+                    yield ProgressEvent(EventKind.FAILED, error=exc)
                     return
+                next_check = self._clock() + min(
+                    self.timeouts.poll_interval * 2**failures, MAX_RECONNECT_DELAY
+                )
                 continue
-            # The socket was silent for a poll interval (or is gone): ask /history.
-            if self._clock() - last_history_check < self.timeouts.poll_interval and socket is not None:
-                continue
-            last_history_check = self._clock()
-            final = self._final_event_from_history(handle)
             if final is not None:
                 yield final
+                return
+            unknown_seen = unknown_seen + 1 if where == "unknown" and success_seen_at is None else 0
+            if unknown_seen >= 2:
+                yield ProgressEvent(
+                    EventKind.FAILED,
+                    error=ProviderError(
+                        ErrorCode.LOST,
+                        "ComfyUI no longer knows this render (the server restarted or its queue was cleared)",
+                    ),
+                )
                 return
             if success_seen_at is not None and self._clock() - success_seen_at > self.timeouts.post_execution:
                 yield ProgressEvent(
                     EventKind.FAILED,
                     error=ProviderError(
                         ErrorCode.OUTPUT_INVALID,
-                        f"ComfyUI reported success but /history had no entry after {self.timeouts.post_execution:.0f} s",
+                        "ComfyUI reported success but /history had no entry after "
+                        f"{self.timeouts.post_execution:.0f} s",
                     ),
                 )
                 return
+            interval = self.timeouts.poll_interval * (1 if self._socket is None else SOCKET_UP_POLL_FACTOR)
+            next_check = self._clock() + interval
 
     def _final_event_from_history(self, handle: RemoteHandle) -> ProgressEvent | None:
         entry = self.history(handle)
