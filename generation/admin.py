@@ -1,12 +1,17 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from generation import services
+from generation.forms import WorkflowImportForm
 from generation.models import Artifact, Attempt, Backend, JobEvent, RenderBatch, RenderJob, WorkflowTemplate
 from generation.providers.base import ProviderError
+from generation.workflow_binding import TemplateError
 
 
 @admin.register(Backend)
@@ -51,6 +56,47 @@ class WorkflowTemplateAdmin(admin.ModelAdmin):
     list_filter = ["enabled"]
     search_fields = ["name", "slug"]
     readonly_fields = ["uuid", "content_sha256", "source_file", "updated_at"]
+
+    def get_urls(self) -> list[URLPattern]:
+        extra = [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="generation_workflowtemplate_import",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = WorkflowImportForm(request.POST or None, request.FILES or None)
+        error = ""
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                template = services.workflow_template_import(
+                    name=data["name"],
+                    slug=data["slug"],
+                    description=data["description"],
+                    api_json=data["workflow_json"],
+                    bindings_json=data["bindings_json"],
+                )
+            except TemplateError as exc:
+                error = str(exc)
+            else:
+                bound = ", ".join(sorted(template.bindings))
+                self.message_user(request, f"Imported {template.name} v{template.version}; bound: {bound}.")
+                return redirect("admin:generation_workflowtemplate_change", template.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "error": error,
+            "title": "Import a workflow",
+        }
+        return TemplateResponse(
+            request, "admin/generation/workflowtemplate/import.html", context, status=400 if error else 200
+        )
 
 
 class AttemptInline(admin.TabularInline):

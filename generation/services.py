@@ -6,6 +6,7 @@ acts when exactly one row changed, so two workers can never both move one job.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Collection
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import slugify
 
 from briefs.models import Brief, Scene
 from generation import events
@@ -31,7 +33,8 @@ from generation.models import (
     WorkflowTemplate,
 )
 from generation.providers.base import BackendHealth, ErrorCode, ProviderError
-from generation.workflow_binding import TemplateError, load_template_file
+from generation.workflow_binding import TemplateError, load_template_file, spec_from_document
+from generation.workflow_import import template_document
 from generation.workflow_validation import has_model, validate_workflow
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,50 @@ def workflow_templates_sync(*, directory: Path | None = None) -> tuple[list[Work
         )
         loaded.append(template)
     return loaded, errors
+
+
+def workflow_template_import(
+    *, name: str, api_json: str, slug: str = "", description: str = "", bindings_json: str = ""
+) -> WorkflowTemplate:
+    """A template from a workflow exported with ComfyUI's "Save (API)".
+
+    Bindings are detected unless given. Importing under an existing slug makes
+    a new version of that template; renders already made keep the version they used.
+    """
+    where = name.strip() or "the workflow"
+    graph = _parse_json(api_json, what=f"{where}: the exported workflow")
+    bindings = _parse_json(bindings_json, what=f"{where}: the bindings") if bindings_json.strip() else None
+    document = template_document(name=name, description=description, graph=graph, bindings=bindings)
+    slug = slug.strip() or slugify(name)[:100]
+    if not slug:
+        raise TemplateError(f"{where}: choose a slug made of letters, digits and dashes")
+    spec = spec_from_document(document, slug=slug, where=where)
+    with transaction.atomic():
+        existing = WorkflowTemplate.objects.select_for_update().filter(slug=slug).first()
+        version = existing.version + 1 if existing is not None else 1
+        template, _ = WorkflowTemplate.objects.update_or_create(
+            slug=slug,
+            defaults={
+                "name": spec.name,
+                "description": spec.description,
+                "version": version,
+                "graph": spec.graph,
+                "bindings": spec.bindings_as_json(),
+                "source_file": "",
+                "content_sha256": spec.sha256,
+                "enabled": True,
+            },
+        )
+    return template
+
+
+def _parse_json(text: str, *, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TemplateError(
+            f"{what} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
 
 
 @transaction.atomic

@@ -128,20 +128,26 @@ def load_template_file(path: Path) -> TemplateSpec:
         raise TemplateError(
             f"{where}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from exc
+    return spec_from_document(data, slug=path.stem, where=where, text=text)
+
+
+def spec_from_document(data: Any, *, slug: str, where: str, text: str | None = None) -> TemplateSpec:
+    """A template from its document ({"name", "description", "version", "bindings", "workflow"})."""
     if not isinstance(data, dict):
         raise TemplateError(f"{where}: must hold a JSON object")
     graph = parse_graph(data.get("workflow"), where=where)
     version = data.get("version", 1)
     if not isinstance(version, int) or version < 1:
         raise TemplateError(f"{where}: 'version' must be a positive integer")
+    canonical = text if text is not None else json.dumps(data, sort_keys=True)
     return TemplateSpec(
-        slug=path.stem,
-        name=str(data.get("name") or path.stem),
+        slug=slug,
+        name=str(data.get("name") or slug),
         description=str(data.get("description") or ""),
         version=version,
         graph=graph,
         bindings=parse_bindings(data.get("bindings"), graph, where=where),
-        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        sha256=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
     )
 
 

@@ -8,7 +8,6 @@ import re
 import threading
 from dataclasses import dataclass, field
 
-
 REQUEST_LINE = re.compile(rb"(?:GET|POST|PUT|DELETE|HEAD) /[^ \r\n]* HTTP/1\.[01]")
 
 

@@ -281,7 +281,7 @@ async def get_object_info(request: web.Request) -> web.Response:
 
 async def get_object_info_node(request: web.Request) -> web.Response:
     name = request.match_info["node_class"]
-    node_type = nodes.NODE_TYPES.get(name)
+    node_type = nodes.lookup(request.app[SETTINGS_KEY], name)
     if node_type is None:
         return web.json_response({})
     return web.json_response({name: node_type.object_info(request.app[SETTINGS_KEY])})
@@ -303,9 +303,14 @@ async def get_models(request: web.Request) -> web.Response:
     folder = request.match_info["folder"]
     if folder not in MODEL_FOLDERS:
         return web.Response(status=404)
-    if folder == "checkpoints":
-        return web.json_response(list(request.app[SETTINGS_KEY].checkpoints))
-    return web.json_response([])
+    settings = request.app[SETTINGS_KEY]
+    listed = {
+        "checkpoints": settings.checkpoints,
+        "controlnet": settings.controlnets,
+        "upscale_models": settings.upscale_models,
+        "clip_vision": settings.clip_vision,
+    }
+    return web.json_response(list(listed.get(folder, [])))
 
 
 # ----- application ------------------------------------------------------------------------------

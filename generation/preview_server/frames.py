@@ -9,9 +9,13 @@ import io
 import json
 import pathlib
 import textwrap
+from collections.abc import Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from PIL.PngImagePlugin import PngInfo
+
+# (caption, image) pairs: the init, control or reference images that steered a frame.
+Thumbnail = tuple[str, Image.Image]
 
 
 @functools.lru_cache(maxsize=32)
@@ -41,8 +45,13 @@ def draw_storyboard_frame(
     node_id: str | None,
     frame_index: int = 0,
     frame_count: int = 1,
+    thumbnails: Sequence[Thumbnail] = (),
 ) -> Image.Image:
-    """One labelled storyboard frame: the prompt text, seed, size and sampler node."""
+    """One labelled storyboard frame: the prompt text, seed, size and sampler node.
+
+    Thumbnails of the guiding images sit along the bottom right; frames of a
+    clip (frame_count > 1) get a marker that travels across, so the clip visibly moves.
+    """
     background, ink = _palette(seed)
     image = Image.new("RGB", (width, height), background)
     draw = ImageDraw.Draw(image)
@@ -72,7 +81,54 @@ def draw_storyboard_frame(
     for line in lines:
         draw.text((margin * 2, y), line, fill=ink, font=text_font)
         y += text_size + 2
+    if frame_count > 1:
+        _draw_motion_marker(draw, width, height, margin, ink, frame_index, frame_count)
+    if thumbnails:
+        _paste_thumbnails(image, thumbnails, margin, caption_size, ink)
     return image
+
+
+def _draw_motion_marker(
+    draw: ImageDraw.ImageDraw,
+    width: int,
+    height: int,
+    margin: int,
+    ink: tuple[int, int, int],
+    frame_index: int,
+    frame_count: int,
+) -> None:
+    radius = max(1, min(width, height) // 20)
+    travel = max(0, width - 2 * (margin * 3 + radius))
+    x = margin * 3 + radius + travel * frame_index // max(1, frame_count - 1)
+    y = height // 2
+    draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=ink)
+
+
+def _paste_thumbnails(
+    image: Image.Image,
+    thumbnails: Sequence[Thumbnail],
+    margin: int,
+    caption_size: int,
+    ink: tuple[int, int, int],
+) -> None:
+    # Each thumbnail gets at most a quarter of the short side, so the prompt text stays readable.
+    box = max(4, min(image.width, image.height) // 4)
+    draw = ImageDraw.Draw(image)
+    font = _font(max(6, caption_size * 3 // 4))
+    right = image.width - margin * 2
+    bottom = image.height - margin * 3 - caption_size
+    for caption, source in thumbnails:
+        # contain() also enlarges, so a small reference image still reads as a picture.
+        thumb = ImageOps.contain(source.convert("RGB"), (box, box))
+        text = caption[:24]
+        slot = max(thumb.width, int(draw.textlength(text, font=font)))
+        left, top = right - thumb.width, bottom - thumb.height
+        if right - slot < margin or top - caption_size < margin:
+            break
+        image.paste(thumb, (left, top))
+        draw.rectangle((left - 1, top - 1, right, bottom), outline=ink)
+        draw.text((right, top - 2), text, fill=ink, font=font, anchor="rd")
+        right -= slot + margin * 2
 
 
 def draw_sampler_preview(
@@ -101,6 +157,51 @@ def save_png(
     for key, value in text_chunks.items():
         info.add_text(key, value)
     image.save(path, pnginfo=info, compress_level=compress_level)
+
+
+def save_animated_webp(
+    images: Sequence[Image.Image],
+    path: pathlib.Path,
+    exif_entries: dict[int, str],
+    fps: float,
+    lossless: bool,
+    quality: int,
+    method: int,
+) -> None:
+    """An animated WEBP as ComfyUI's SaveAnimatedWEBP writes it, metadata in EXIF tags."""
+    exif = images[0].getexif()
+    for tag, value in exif_entries.items():
+        exif[tag] = value
+    images[0].save(
+        path,
+        save_all=True,
+        duration=int(1000.0 / fps),
+        append_images=list(images[1:]),
+        exif=exif,
+        lossless=lossless,
+        quality=quality,
+        method=method,
+    )
+
+
+def save_animated_png(
+    images: Sequence[Image.Image],
+    path: pathlib.Path,
+    text_chunks: dict[str, str],
+    fps: float,
+    compress_level: int,
+) -> None:
+    info = PngInfo()
+    for key, value in text_chunks.items():
+        info.add_text(key, value)
+    images[0].save(
+        path,
+        pnginfo=info,
+        compress_level=compress_level,
+        save_all=True,
+        duration=int(1000.0 / fps),
+        append_images=list(images[1:]),
+    )
 
 
 def storyboard_chunk(label: str, seed: int | None, width: int, height: int) -> str:

@@ -2,120 +2,45 @@
 
 The registry is data: each NodeType pairs the object_info entry recorded from
 ComfyUI (object_info.json next to this file) with an async `run` function.
-Adding a node type means adding its entry to the JSON file and one NodeType here.
+Adding a node type means adding its entry to the JSON file and one NodeType in
+this module or one of the nodes_* family modules.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import functools
 import hashlib
-import json
 import pathlib
 import random
 import string
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from PIL import Image, ImageOps, ImageSequence
 
-from . import frames, paths
+from . import frames, nodes_guided, nodes_ipadapter, nodes_video, paths
+from .nodebase import (
+    InterruptProcessing,
+    NodeContext,
+    NodeResult,
+    NodeType,
+    check_size,
+    prompt_metadata,
+    recorded_object_info,
+)
 from .settings import PreviewSettings
 from .values import Checkpoint, Conditioning, ImageBatch, Latent, MaskBatch, Provenance
 
-_OBJECT_INFO_FILE = pathlib.Path(__file__).with_name("object_info.json")
-
-
-class InterruptProcessing(Exception):
-    """Raised inside a node when /interrupt stopped the running prompt."""
-
-
-ProgressReporter = Callable[[int, int, Callable[[], bytes] | None], Awaitable[None]]
-
-
-@dataclasses.dataclass
-class NodeContext:
-    """What a running node may use besides its inputs."""
-
-    settings: PreviewSettings
-    node_id: str
-    # The prompt as ComfyUI hands it to nodes through the hidden PROMPT input.
-    prompt: dict[str, Any]
-    extra_pnginfo: Any
-    # Survives between prompts while the same node id keeps the same class, like ComfyUI's node objects.
-    state: dict[str, Any]
-    report_progress: ProgressReporter
-    sleep: Callable[[float], Awaitable[None]]
-
-
-@dataclasses.dataclass(frozen=True)
-class NodeResult:
-    outputs: tuple[Any, ...]
-    ui: dict[str, Any] | None = None
-
-
-NodeRunner = Callable[[NodeContext, dict[str, Any]], Awaitable[NodeResult]]
-
-
-@dataclasses.dataclass(frozen=True)
-class NodeType:
-    name: str
-    run: NodeRunner
-    # Returns a fingerprint that forces re-execution when it changes (ComfyUI's IS_CHANGED).
-    is_changed: Callable[[PreviewSettings, dict[str, Any]], str] | None = None
-    # ComfyUI's VALIDATE_INPUTS: True, or a message. Inputs it takes skip the min/max/list checks.
-    custom_validation: Callable[[PreviewSettings, dict[str, Any]], bool | str] | None = None
-    custom_validation_inputs: tuple[str, ...] = ()
-
-    @property
-    def info(self) -> dict[str, Any]:
-        return _recorded_object_info()[self.name]
-
-    @property
-    def is_output(self) -> bool:
-        return bool(self.info["output_node"])
-
-    @property
-    def output_types(self) -> tuple[Any, ...]:
-        return tuple(self.info["output"])
-
-    def input_order(self) -> list[tuple[str, str]]:
-        """(name, category) for required then optional inputs, in declaration order."""
-        order = self.info.get("input_order", {})
-        return [(name, category) for category in ("required", "optional") for name in order.get(category, [])]
-
-    def input_spec(self, settings: PreviewSettings, name: str) -> tuple[Any, dict[str, Any]] | None:
-        """(type, options) of an input, with the server's own lists filled in."""
-        inputs = self.object_info(settings)["input"]
-        for category in ("required", "optional"):
-            spec = inputs.get(category, {}).get(name)
-            if spec is not None:
-                return spec[0], (spec[1] if len(spec) > 1 else {})
-        return None
-
-    def object_info(self, settings: PreviewSettings) -> dict[str, Any]:
-        info = copy.deepcopy(self.info)
-        required = info["input"].get("required", {})
-        if self.name == "CheckpointLoaderSimple":
-            required["ckpt_name"][0] = list(settings.checkpoints)
-        elif self.name == "LoadImage":
-            required["image"][0] = paths.list_input_images(settings)
-        return info
-
-
-@functools.lru_cache(maxsize=1)
-def _recorded_object_info() -> dict[str, Any]:
-    return json.loads(_OBJECT_INFO_FILE.read_text(encoding="utf-8"))
-
-
-def _check_size(settings: PreviewSettings, width: int, height: int, batch: int) -> None:
-    if width * height * batch > settings.max_megapixels * 1_000_000:
-        raise RuntimeError(
-            f"storyboard preview refuses {batch}x{width}x{height}: more than "
-            f"{settings.max_megapixels:g} megapixels"
-        )
+__all__ = [
+    "NODE_TYPES",
+    "InterruptProcessing",
+    "NodeContext",
+    "NodeResult",
+    "NodeType",
+    "lookup",
+    "object_info",
+]
 
 
 async def _checkpoint_loader(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
@@ -129,11 +54,12 @@ async def _clip_text_encode(ctx: NodeContext, inputs: dict[str, Any]) -> NodeRes
 
 async def _empty_latent(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
     width, height, batch = inputs["width"], inputs["height"], inputs["batch_size"]
-    _check_size(ctx.settings, width, height, batch)
+    check_size(ctx.settings, width, height, batch)
     return NodeResult((Latent(width=width, height=height, batch_size=batch),))
 
 
 async def _ksampler(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    model: Checkpoint = inputs["model"]
     latent: Latent = inputs["latent_image"]
     positive: Conditioning = inputs["positive"]
     negative: Conditioning = inputs["negative"]
@@ -149,6 +75,8 @@ async def _ksampler(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
         seed=seed,
         sampler_node=ctx.node_id,
         steps=steps,
+        # Everything that steered this sample shows up as a thumbnail in the decoded frame.
+        guides=latent.guides + positive.guides + model.guides,
     )
     for step in range(1, steps + 1):
         await ctx.sleep(step_seconds)
@@ -172,12 +100,21 @@ async def _vae_decode(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
     latent: Latent = inputs["samples"]
     # The VAE works on 8-pixel cells, so odd sizes come back rounded down like in ComfyUI.
     width, height = latent.width // 8 * 8, latent.height // 8 * 8
-    _check_size(ctx.settings, width, height, latent.batch_size)
+    check_size(ctx.settings, width, height, latent.batch_size)
+
+    thumbnails = [(guide.caption, guide.image) for guide in latent.guides]
 
     def draw() -> tuple[Image.Image, ...]:
         return tuple(
             frames.draw_storyboard_frame(
-                width, height, latent.positive, latent.seed, latent.sampler_node, index, latent.batch_size
+                width,
+                height,
+                latent.positive,
+                latent.seed,
+                latent.sampler_node,
+                index,
+                latent.batch_size,
+                thumbnails,
             )
             for index in range(latent.batch_size)
         )
@@ -188,7 +125,7 @@ async def _vae_decode(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
 
 async def _empty_image(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
     width, height, batch, color = inputs["width"], inputs["height"], inputs["batch_size"], inputs["color"]
-    _check_size(ctx.settings, width, height, batch)
+    check_size(ctx.settings, width, height, batch)
     rgb = ((color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF)
     frame = Image.new("RGB", (width, height), rgb)
     # Frames are never mutated in place, so one image can stand for the whole batch.
@@ -212,7 +149,7 @@ async def _load_image(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
     if path is None:
         raise FileNotFoundError(f"Invalid image file: {inputs['image']}")
     image, mask = await asyncio.to_thread(_load_image_file, path)
-    _check_size(ctx.settings, image.width, image.height, 1)
+    check_size(ctx.settings, image.width, image.height, 1)
     return NodeResult((image, mask))
 
 
@@ -258,10 +195,7 @@ async def _mask_to_image(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult
 
 
 def _storyboard_chunks(ctx: NodeContext, image: ImageBatch) -> dict[str, str]:
-    chunks = {"prompt": json.dumps(ctx.prompt)}
-    if isinstance(ctx.extra_pnginfo, dict):
-        for key, value in ctx.extra_pnginfo.items():
-            chunks[str(key)] = json.dumps(value)
+    chunks = prompt_metadata(ctx)
     chunks["storyboard"] = frames.storyboard_chunk(
         image.provenance.label, image.provenance.seed, image.width, image.height
     )
@@ -305,30 +239,54 @@ async def _preview_image(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult
     return await _write_images(ctx, inputs["images"], f"ComfyUI_temp_{suffix}", "temp", 1)
 
 
-NODE_TYPES: dict[str, NodeType] = {
-    node.name: node
-    for node in (
-        NodeType("KSampler", _ksampler),
-        NodeType("CheckpointLoaderSimple", _checkpoint_loader),
-        NodeType("CLIPTextEncode", _clip_text_encode),
-        NodeType("VAEDecode", _vae_decode),
-        NodeType("EmptyLatentImage", _empty_latent),
-        NodeType("SaveImage", _save_image),
-        NodeType("PreviewImage", _preview_image),
-        NodeType(
-            "LoadImage",
-            _load_image,
-            is_changed=_load_image_is_changed,
-            custom_validation=_load_image_validate,
-            custom_validation_inputs=("image",),
-        ),
-        NodeType("ImageInvert", _image_invert),
-        NodeType("EmptyImage", _empty_image),
-        NodeType("MaskToImage", _mask_to_image),
-        NodeType("ImageToMask", _image_to_mask),
-    )
-}
+_CORE_NODE_TYPES = (
+    NodeType("KSampler", _ksampler),
+    NodeType("CheckpointLoaderSimple", _checkpoint_loader, choices=(("ckpt_name", lambda s: s.checkpoints),)),
+    NodeType("CLIPTextEncode", _clip_text_encode),
+    NodeType("VAEDecode", _vae_decode),
+    NodeType("EmptyLatentImage", _empty_latent),
+    NodeType("SaveImage", _save_image),
+    NodeType("PreviewImage", _preview_image),
+    NodeType(
+        "LoadImage",
+        _load_image,
+        is_changed=_load_image_is_changed,
+        custom_validation=_load_image_validate,
+        custom_validation_inputs=("image",),
+        choices=(("image", paths.list_input_images),),
+    ),
+    NodeType("ImageInvert", _image_invert),
+    NodeType("EmptyImage", _empty_image),
+    NodeType("MaskToImage", _mask_to_image),
+    NodeType("ImageToMask", _image_to_mask),
+)
+
+
+def _registry() -> dict[str, NodeType]:
+    found = {
+        node.name: node
+        for node in (
+            *_CORE_NODE_TYPES,
+            *nodes_guided.NODE_TYPES,
+            *nodes_video.NODE_TYPES,
+            *nodes_ipadapter.NODE_TYPES,
+        )
+    }
+    # /object_info lists nodes in the order the real server loads them: core first, packs after.
+    order = list(recorded_object_info())
+    return {name: found[name] for name in sorted(found, key=order.index)}
+
+
+NODE_TYPES: dict[str, NodeType] = _registry()
+
+
+def lookup(settings: PreviewSettings, name: Any) -> NodeType | None:
+    """The node type named `name`, if this server offers it (custom packs only when enabled)."""
+    node_type = NODE_TYPES.get(name) if isinstance(name, str) else None
+    if node_type is None or not node_type.available(settings):
+        return None
+    return node_type
 
 
 def object_info(settings: PreviewSettings) -> dict[str, Any]:
-    return {name: node.object_info(settings) for name, node in NODE_TYPES.items()}
+    return {name: node.object_info(settings) for name, node in NODE_TYPES.items() if node.available(settings)}

@@ -6,10 +6,46 @@ import dataclasses
 import pathlib
 
 PREVIEW_METHODS = ("none", "latent2rgb")
+# Custom node packs the preview server can pretend to have installed.
+NODE_PACKS = ("ComfyUI_IPAdapter_plus",)
+# The presets IPAdapterUnifiedLoader offers; which of them work depends on the installed model files.
+IPADAPTER_PRESETS = (
+    "LIGHT - SD1.5 only (low strength)",
+    "STANDARD (medium strength)",
+    "VIT-G (medium strength)",
+    "PLUS (high strength)",
+    "PLUS FACE (portraits)",
+    "FULL FACE - SD1.5 only (portraits stronger)",
+)
 
 
 def _default_checkpoints() -> list[str]:
-    return ["storyboard-preview.safetensors", "v1-5-pruned-emaonly-fp16.safetensors"]
+    return [
+        "storyboard-preview.safetensors",
+        "v1-5-pruned-emaonly-fp16.safetensors",
+        "sd_xl_base_1.0.safetensors",
+        "svd_xt.safetensors",
+    ]
+
+
+def template_catalogue() -> dict[str, list[str]]:
+    """Settings overrides that list every model and node pack the shipped workflows/ templates use.
+
+    The defaults describe a stock ComfyUI with no extra models (what the recordings
+    show), so a server that should render every template is started with these.
+    """
+    return {
+        "checkpoints": _default_checkpoints(),
+        "controlnets": [
+            "control_v11p_sd15_openpose.pth",
+            "control_v11f1p_sd15_depth.pth",
+            "control_v11p_sd15_lineart.pth",
+        ],
+        "upscale_models": ["RealESRGAN_x4plus.pth", "RealESRGAN_x2plus.pth"],
+        "clip_vision": ["CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"],
+        "ipadapter_models": ["ip-adapter-plus_sd15.safetensors"],
+        "node_packs": list(NODE_PACKS),
+    }
 
 
 @dataclasses.dataclass
@@ -21,6 +57,15 @@ class PreviewSettings:
     render_seconds: float = 1.0
     preview_method: str = "none"
     checkpoints: list[str] = dataclasses.field(default_factory=_default_checkpoints)
+    # The other model folders start empty, as on the recorded server; see template_catalogue().
+    controlnets: list[str] = dataclasses.field(default_factory=list)
+    upscale_models: list[str] = dataclasses.field(default_factory=list)
+    clip_vision: list[str] = dataclasses.field(default_factory=list)
+    ipadapter_models: list[str] = dataclasses.field(default_factory=list)
+    # IPAdapterUnifiedLoader presets whose model files are "installed"; others fail at run time.
+    ipadapter_presets: list[str] = dataclasses.field(default_factory=lambda: list(IPADAPTER_PRESETS))
+    # Custom node packs whose nodes appear in /object_info and may be used in prompts.
+    node_packs: list[str] = dataclasses.field(default_factory=list)
     # Upper bound for one sampler step, so a 10000-step prompt cannot hold the queue for ages.
     max_step_seconds: float | None = None
     # None reports system RAM, which is what ComfyUI does when it runs with --cpu.
@@ -41,7 +86,16 @@ class PreviewSettings:
             raise ValueError("render_seconds must not be negative")
         if self.max_step_seconds is not None and self.max_step_seconds < 0:
             raise ValueError("max_step_seconds must not be negative")
+        unknown = [pack for pack in self.node_packs if pack not in NODE_PACKS]
+        if unknown:
+            raise ValueError(f"unknown node packs {unknown}; known: {NODE_PACKS}")
         self.checkpoints = list(self.checkpoints)
+        self.controlnets = list(self.controlnets)
+        self.upscale_models = list(self.upscale_models)
+        self.clip_vision = list(self.clip_vision)
+        self.ipadapter_models = list(self.ipadapter_models)
+        self.ipadapter_presets = list(self.ipadapter_presets)
+        self.node_packs = list(self.node_packs)
 
     @property
     def input_dir(self) -> pathlib.Path:

@@ -12,7 +12,7 @@ import sys
 import traceback
 from typing import Any
 
-from .nodes import NODE_TYPES, NodeType
+from .nodes import NODE_TYPES, NodeType, lookup
 from .settings import PreviewSettings
 
 Error = dict[str, Any]
@@ -245,13 +245,15 @@ class _Validator:
                 "details": f"{name}",
                 "extra_info": {"input_name": name, "input_config": info, "received_value": value},
             }
-        if isinstance(input_type, list) and value not in input_type:
+        # Newer-schema nodes declare "COMBO" and keep the names under "options".
+        combo_options = extra_info.get("options", []) if input_type == "COMBO" else input_type
+        if isinstance(combo_options, list) and value not in combo_options:
             # Long lists (e.g. every model file) are not echoed back.
-            if len(input_type) > 20:
-                list_info = f"(list of length {len(input_type)})"
+            if len(combo_options) > 20:
+                list_info = f"(list of length {len(combo_options)})"
                 input_config = None
             else:
-                list_info = str(input_type)
+                list_info = str(combo_options)
                 input_config = info
             return {
                 "type": "value_not_in_list",
@@ -285,7 +287,7 @@ def validate_prompt(
                 "Cannot execute because a node is missing the class_type property.", node_id
             )
         class_type = node["class_type"]
-        node_type = NODE_TYPES.get(class_type) if isinstance(class_type, str) else None
+        node_type = lookup(settings, class_type)
         if node_type is None:
             return _invalid_prompt(f"Cannot execute because node {class_type} does not exist.", node_id)
         if node_type.is_output and (partial_targets is None or node_id in partial_targets):

@@ -14,11 +14,23 @@ from .tensor_repr import format_image_batch, format_mask_batch
 
 
 @dataclasses.dataclass(frozen=True)
+class Guide:
+    """An image that steers sampling (init, control or reference), drawn as a thumbnail in the frame."""
+
+    caption: str
+    image: Image.Image = dataclasses.field(compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class Checkpoint:
-    """MODEL, CLIP and VAE all just remember which checkpoint they came from."""
+    """MODEL, CLIP and VAE all just remember which checkpoint they came from.
+
+    A MODEL patched by an adapter (IPAdapter) carries that adapter's reference images.
+    """
 
     kind: str
     ckpt_name: str
+    guides: tuple[Guide, ...] = ()
 
     def __str__(self) -> str:
         return f"<{self.kind} {self.ckpt_name}>"
@@ -27,6 +39,8 @@ class Checkpoint:
 @dataclasses.dataclass(frozen=True)
 class Conditioning:
     text: str
+    # Control images applied to this conditioning (ControlNetApply*) or the SVD init frame.
+    guides: tuple[Guide, ...] = ()
 
     def __str__(self) -> str:
         return f"[[tensor(<CLIP embedding of {self.text!r}>), {{'pooled_output': tensor(...)}}]]"
@@ -44,9 +58,21 @@ class Latent:
     seed: int | None = None
     sampler_node: str | None = None
     steps: int | None = None
+    guides: tuple[Guide, ...] = ()
 
     def __str__(self) -> str:
         return f"{{'samples': tensor(shape=[{self.batch_size}, 4, {self.height // 8}, {self.width // 8}])}}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFile:
+    """A loaded model that is only ever passed on by name: CONTROL_NET, UPSCALE_MODEL, CLIP_VISION, IPADAPTER."""
+
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"<{self.kind} {self.name}>"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -227,6 +227,8 @@ class ComfyUIProvider:
         self._socket: ClientConnection | None = None
         self._reconnect_at = 0.0
         self._reconnect_delay = 0.0
+        # Prompts this client submitted: only their messages reach our socket.
+        self._submitted: set[str] = set()
         self.fallback_notes: list[str] = []
 
     # -- plumbing ---------------------------------------------------------
@@ -354,7 +356,9 @@ class ComfyUIProvider:
             log.warning(
                 "ComfyUI %s assigned prompt_id %s instead of %s", self.base_url, prompt_id, request.attempt_id
             )
-        return RemoteHandle(backend_kind=KIND, remote_id=prompt_id or request.attempt_id)
+        handle = RemoteHandle(backend_kind=KIND, remote_id=prompt_id or request.attempt_id)
+        self._submitted.add(handle.remote_id)
+        return handle
 
     def object_info(self) -> dict[str, Any]:
         """The server's node catalogue: every class_type with its inputs and their allowed values."""
@@ -469,7 +473,10 @@ class ComfyUIProvider:
                     ),
                 )
                 return
-            interval = self.timeouts.poll_interval * (1 if self._socket is None else SOCKET_UP_POLL_FACTOR)
+            # A prompt another client submitted (a re-attach after a restart) sends
+            # nothing to our socket, so only /history can tell its progress.
+            followed = self._socket is not None and handle.remote_id in self._submitted
+            interval = self.timeouts.poll_interval * (SOCKET_UP_POLL_FACTOR if followed else 1)
             next_check = self._clock() + interval
 
     def _final_event_from_history(self, handle: RemoteHandle) -> ProgressEvent | None:

@@ -91,7 +91,7 @@ def test_a_render_on_a_backend_that_is_down_fails_as_unavailable(studio):
 def test_a_workflow_the_server_rejects_fails_with_the_node_and_input_named(studio):
     from generation.models import WorkflowTemplate
 
-    template = WorkflowTemplate.objects.get()
+    template = WorkflowTemplate.objects.get(slug="storyboard-txt2img")
     graph = template.graph
     graph["4"]["inputs"]["ckpt_name"] = "not-installed.safetensors"
     WorkflowTemplate.objects.filter(pk=template.pk).update(graph=graph)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from generation.preview_server import PreviewSettings, run_server
-from generation.preview_server.settings import PREVIEW_METHODS
+from generation.preview_server.settings import PREVIEW_METHODS, template_catalogue
 
 
 class Command(BaseCommand):
@@ -23,11 +23,20 @@ class Command(BaseCommand):
         )
         parser.add_argument("--render-seconds", type=float, default=1.0)
         parser.add_argument("--preview-method", choices=PREVIEW_METHODS, default="none")
+        parser.add_argument(
+            "--stock",
+            action="store_true",
+            help="list only a stock ComfyUI's models and nodes, instead of everything workflows/ needs",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # By default the server lists every model and node pack the shipped
+        # templates use, so each of them renders in the embedded studio.
+        catalogue: dict[str, Any] = {} if options["stock"] else template_catalogue()
         preview_settings = PreviewSettings(
             data_dir=options["data_dir"],
             render_seconds=options["render_seconds"],
             preview_method=options["preview_method"],
+            **catalogue,
         )
         run_server(options["host"], options["port"], preview_settings)
