@@ -5,14 +5,14 @@ from briefs.models import Brief, Scene, Team
 
 class SceneInline(admin.TabularInline):
     model = Scene
-    fields = ["position", "title", "prompt", "seed", "version"]
+    fields = ["position", "title", "prompt", "seed", "input_image", "version"]
     readonly_fields = ["version"]
     extra = 0
 
 
 @admin.register(Brief)
 class BriefAdmin(admin.ModelAdmin):
-    list_display = ["title", "team", "scene_count", "created_by", "updated_at"]
+    list_display = ["title", "team", "template", "scene_count", "created_by", "updated_at"]
     list_filter = ["team", "created_at"]
     search_fields = ["title", "idea", "uuid"]
     readonly_fields = ["uuid", "event_seq", "created_at", "updated_at"]

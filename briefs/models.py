@@ -1,7 +1,12 @@
 import uuid
 
 from django.conf import settings
+from django.core.files.storage import Storage, storages
 from django.db import models
+
+
+def inputs_storage() -> Storage:
+    return storages["inputs"]
 
 
 class Team(models.Model):
@@ -27,6 +32,20 @@ class Brief(models.Model):
     idea = models.TextField(blank=True, help_text="The story idea in a few sentences.")
     style = models.TextField(blank=True, help_text="Visual style added to every scene's prompt.")
     characters = models.TextField(blank=True, help_text="Who appears in the story, one per line.")
+    reference_image = models.ImageField(
+        storage=inputs_storage,
+        upload_to="references/",
+        blank=True,
+        help_text="Character reference for workflows that keep characters consistent (IP-Adapter).",
+    )
+    template = models.ForeignKey(
+        "generation.WorkflowTemplate",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Workflow used to render this brief's scenes; empty uses the studio's default.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -51,6 +70,12 @@ class Scene(models.Model):
     negative_prompt = models.TextField(blank=True)
     seed = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Fixed seed; empty picks a new one for every render."
+    )
+    input_image = models.ImageField(
+        storage=inputs_storage,
+        upload_to="scenes/",
+        blank=True,
+        help_text="Image the workflow starts from or follows (img2img, ControlNet, upscale, video).",
     )
     # Bumped on every edit so that a take can name the exact scene text it rendered.
     version = models.PositiveIntegerField(default=1, editable=False)

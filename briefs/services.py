@@ -8,9 +8,10 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from briefs.models import Brief, Scene, Team
+from generation.models import WorkflowTemplate
 
-BRIEF_FIELDS = ("title", "idea", "style", "characters")
-SCENE_FIELDS = ("title", "prompt", "negative_prompt", "seed")
+BRIEF_FIELDS = ("title", "idea", "style", "characters", "reference_image", "template")
+SCENE_FIELDS = ("title", "prompt", "negative_prompt", "seed", "input_image")
 
 
 @transaction.atomic
@@ -22,6 +23,8 @@ def brief_create(
     style: str = "",
     characters: str = "",
     team: Team | None = None,
+    template: WorkflowTemplate | None = None,
+    reference_image: Any = None,
     scenes: list[dict[str, Any]] | None = None,
 ) -> Brief:
     brief = Brief.objects.create(
@@ -30,6 +33,8 @@ def brief_create(
         style=style,
         characters=characters,
         team=team,
+        template=template,
+        reference_image=reference_image or "",
         created_by=user if isinstance(user, User) else None,
     )
     for values in scenes or []:
@@ -41,8 +46,11 @@ def brief_update(*, brief: Brief, **values: Any) -> Brief:
     unknown = set(values) - set(BRIEF_FIELDS)
     if unknown:
         raise TypeError(f"brief_update() got unknown fields: {', '.join(sorted(unknown))}")
+    if values.get("reference_image") is False:  # a cleared file input
+        values["reference_image"] = ""
     for name, value in values.items():
         setattr(brief, name, value)
+    # save() rather than update(): a new file must go through the field's storage.
     brief.save(update_fields=[*values, "updated_at"])
     return brief
 
@@ -56,6 +64,7 @@ def scene_create(
     negative_prompt: str = "",
     seed: int | None = None,
     position: int | None = None,
+    input_image: Any = None,
 ) -> Scene:
     # Lock the brief row so two scenes added at once get distinct positions.
     Brief.objects.select_for_update().filter(pk=brief.pk).first()
@@ -65,20 +74,41 @@ def scene_create(
     else:
         brief.scenes.filter(position__gte=position).update(position=F("position") + 1)
     scene = Scene.objects.create(
-        brief=brief, position=position, title=title, prompt=prompt, negative_prompt=negative_prompt, seed=seed
+        brief=brief,
+        position=position,
+        title=title,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        input_image=input_image or "",
     )
     Brief.objects.filter(pk=brief.pk).update(updated_at=scene.created_at)
     return scene
 
 
 def scene_update(*, scene: Scene, **values: Any) -> Scene:
+    """Change a scene; its version goes up when anything that a render uses changed."""
     unknown = set(values) - set(SCENE_FIELDS)
     if unknown:
         raise TypeError(f"scene_update() got unknown fields: {', '.join(sorted(unknown))}")
+    image = values.pop("input_image", None)  # None: untouched, False: cleared, else the stored or a new file
     changed = {name: value for name, value in values.items() if getattr(scene, name) != value}
-    if not changed:
+    if image is None:
+        image_changed = False
+    elif image is False:
+        image_changed = bool(scene.input_image)
+    else:
+        image_changed = image != scene.input_image
+    if not changed and not image_changed:
         return scene
-    Scene.objects.filter(pk=scene.pk).update(version=F("version") + 1, updated_at=timezone.now(), **changed)
+    with transaction.atomic():
+        if image_changed:
+            scene.input_image = "" if image is False else image
+            # save() rather than update(): a new file must go through the field's storage.
+            scene.save(update_fields=["input_image"])
+        Scene.objects.filter(pk=scene.pk).update(
+            version=F("version") + 1, updated_at=timezone.now(), **changed
+        )
     scene.refresh_from_db()
     return scene
 

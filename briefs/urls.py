@@ -14,4 +14,6 @@ urlpatterns = [
     path("scenes/<uuid:scene_uuid>/render/", views.scene_render, name="scene-render"),
     path("jobs/<uuid:job_uuid>/cancel/", views.job_cancel, name="job-cancel"),
     path("artifacts/<uuid:artifact_uuid>/", views.artifact_file, name="artifact"),
+    path("scenes/<uuid:scene_uuid>/input-image/", views.scene_input_image, name="scene-input-image"),
+    path("briefs/<uuid:brief_uuid>/reference-image/", views.brief_reference_image, name="reference-image"),
 ]

@@ -2,7 +2,8 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.core.files.storage import storages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -26,7 +27,7 @@ def _wants_json(request: HttpRequest) -> bool:
 def brief_list(request: HttpRequest) -> HttpResponse:
     form = BriefForm()
     if request.method == "POST":
-        form = BriefForm(request.POST)
+        form = BriefForm(request.POST, request.FILES)
         if form.is_valid():
             brief = services.brief_create(user=request.user, **form.cleaned_data)
             messages.success(request, f"Brief “{brief.title}” created. Add its scenes below.")
@@ -68,7 +69,7 @@ def _editor(
 def brief_detail(request: HttpRequest, brief_uuid: str) -> HttpResponse:
     brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
     if request.method == "POST":
-        form = BriefForm(request.POST, instance=Brief.objects.get(pk=brief.pk))
+        form = BriefForm(request.POST, request.FILES, instance=Brief.objects.get(pk=brief.pk))
         if not form.is_valid():
             return _editor(request, brief, brief_form=form, status=400)
         services.brief_update(brief=brief, **form.cleaned_data)
@@ -81,7 +82,7 @@ def brief_detail(request: HttpRequest, brief_uuid: str) -> HttpResponse:
 @require_POST
 def scene_create(request: HttpRequest, brief_uuid: str) -> HttpResponse:
     brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
-    form = SceneForm(request.POST, prefix="new")
+    form = SceneForm(request.POST, request.FILES, prefix="new")
     if not form.is_valid():
         return _editor(request, brief, new_scene_form=form, status=400)
     scene = services.scene_create(brief=brief, **form.cleaned_data)
@@ -93,7 +94,9 @@ def scene_create(request: HttpRequest, brief_uuid: str) -> HttpResponse:
 @require_POST
 def scene_update(request: HttpRequest, scene_uuid: str) -> HttpResponse:
     scene = get_object_or_404(scenes_visible_to(request.user).select_related("brief"), uuid=scene_uuid)
-    form = SceneForm(request.POST, instance=Scene.objects.get(pk=scene.pk), prefix=f"s{scene.pk}")
+    form = SceneForm(
+        request.POST, request.FILES, instance=Scene.objects.get(pk=scene.pk), prefix=f"s{scene.pk}"
+    )
     if not form.is_valid():
         return _editor(request, scene.brief, bound_scene=(scene.pk, form), status=400)
     services.scene_update(scene=scene, **form.cleaned_data)
@@ -161,3 +164,28 @@ def job_cancel(request: HttpRequest, job_uuid: str) -> HttpResponse:
 def artifact_file(request: HttpRequest, artifact_uuid: str) -> FileResponse:
     artifact: Artifact = get_object_or_404(artifacts_visible_to(request.user), uuid=artifact_uuid)
     return artifact_response(artifact, as_attachment=request.GET.get("download") == "1")
+
+
+def _input_response(name: str) -> FileResponse:
+    response = FileResponse(storages["inputs"].open(name, "rb"))
+    response["Cache-Control"] = "private, max-age=300"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_GET
+def scene_input_image(request: HttpRequest, scene_uuid: str) -> FileResponse:
+    scene = get_object_or_404(scenes_visible_to(request.user), uuid=scene_uuid)
+    if not scene.input_image:
+        raise Http404("This scene has no input image.")
+    return _input_response(scene.input_image.name)
+
+
+@login_required
+@require_GET
+def brief_reference_image(request: HttpRequest, brief_uuid: str) -> FileResponse:
+    brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
+    if not brief.reference_image:
+        raise Http404("This brief has no character reference.")
+    return _input_response(brief.reference_image.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -23,7 +24,7 @@ class ImageFacts:
     extension: str
 
 
-def inspect_image(path: Path, *, max_pixels: int, label: str) -> ImageFacts:
+def inspect_image(path: Path | IO[bytes], *, max_pixels: int, label: str) -> ImageFacts:
     """Decode the whole image once; raise OUTPUT_INVALID naming the output on any problem."""
     try:
         with warnings.catch_warnings():

@@ -25,6 +25,7 @@ from generation.models import Artifact, Attempt, AttemptState, Backend, BackendK
 from generation.providers.base import (
     ErrorCode,
     EventKind,
+    InputImage,
     ProviderError,
     RemoteHandle,
     RemoteOutput,
@@ -120,8 +121,15 @@ def _run_attempt(job: RenderJob, attempt: Attempt, *, fresh: bool) -> None:
             if not fresh:
                 log.info("attempt %s is unknown to %s; submitting it", attempt.uuid, attempt.backend)
             workflow = _bound_workflow(job, attempt)
-            services.workflow_check_on_backend(workflow=workflow, backend=attempt.backend)
-            handle = provider.submit(RenderRequest(attempt_id=str(attempt.uuid), workflow=workflow))
+            inputs = _input_images(job)
+            services.workflow_check_on_backend(
+                workflow=workflow,
+                backend=attempt.backend,
+                uploads=frozenset((image.node_id, image.input_name) for image in inputs),
+            )
+            handle = provider.submit(
+                RenderRequest(attempt_id=str(attempt.uuid), workflow=workflow, images=tuple(inputs))
+            )
             Attempt.objects.filter(pk=attempt.pk).update(
                 state=AttemptState.RUNNING, submitted_at=timezone.now(), remote_handle=handle.remote_id
             )
@@ -184,6 +192,32 @@ def _bound_workflow(job: RenderJob, attempt: Attempt) -> dict:
     values = dict(job.params)
     values["filename_prefix"] = f"storycore/{attempt.uuid}"
     return bind_workflow(job.template.graph, targets_from_json(job.template.bindings), values)
+
+
+def _input_images(job: RenderJob) -> list[InputImage]:
+    """The job's input images, read from storage and aimed at the template's LoadImage inputs."""
+    bindings = targets_from_json(job.template.bindings)
+    images = []
+    for parameter, recorded in (job.params.get("images") or {}).items():
+        with storages["inputs"].open(recorded["name"], "rb") as handle:
+            # Bounded by INPUT_IMAGE_MAX_BYTES when uploaded.
+            content = handle.read()
+        if hashlib.sha256(content).hexdigest() != recorded["sha256"]:
+            raise ProviderError(
+                ErrorCode.CONFIG_INVALID,
+                f"the {parameter.replace('_', ' ')} changed since this render was asked for; render again",
+            )
+        extension = recorded["name"].rsplit(".", 1)[-1].lower()
+        for target in bindings.get(parameter, []):
+            images.append(
+                InputImage(
+                    node_id=target.node,
+                    input_name=target.input,
+                    filename=f"{parameter}.{extension}",
+                    content=content,
+                )
+            )
+    return images
 
 
 def _cancelled(job: RenderJob) -> bool:

@@ -6,6 +6,7 @@ acts when exactly one row changed, so two workers can never both move one job.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -15,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
+from django.core.files.storage import storages
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -33,7 +35,12 @@ from generation.models import (
     WorkflowTemplate,
 )
 from generation.providers.base import BackendHealth, ErrorCode, ProviderError
-from generation.workflow_binding import TemplateError, load_template_file, spec_from_document
+from generation.workflow_binding import (
+    IMAGE_PARAMETERS,
+    TemplateError,
+    load_template_file,
+    spec_from_document,
+)
 from generation.workflow_import import template_document
 from generation.workflow_validation import has_model, validate_workflow
 
@@ -166,18 +173,44 @@ def default_backend() -> Backend:
     return backend
 
 
-def scene_render_params(scene: Scene) -> dict[str, Any]:
-    """The scene's values as they go into the workflow, snapshotted on the job."""
+def scene_render_params(scene: Scene, template: WorkflowTemplate) -> dict[str, Any]:
+    """The scene's values as they go into the workflow, snapshotted on the job.
+
+    Input images are recorded by stored name and sha256, so a take can say
+    exactly what it started from; the template decides which it needs.
+    """
     style = scene.brief.style.strip()
     prompt = scene.prompt.strip()
     if style:
         prompt = f"{prompt}, {style}"
+    images: dict[str, dict[str, str]] = {}
+    for parameter in IMAGE_PARAMETERS:
+        if parameter not in template.bindings:
+            continue
+        field = scene.brief.reference_image if parameter == "reference_image" else scene.input_image
+        if not field:
+            where = (
+                "the brief's character reference"
+                if parameter == "reference_image"
+                else f"an input image on scene {scene.position} ({scene.title})"
+            )
+            raise RenderRefused(f"The “{template.name}” workflow starts from an image: add {where}.")
+        images[parameter] = {"name": field.name, "sha256": _sha256_of(field.name)}
     return {
         "prompt": prompt,
         "negative_prompt": scene.negative_prompt.strip() or None,
         "seed": scene.seed if scene.seed is not None else random.randrange(MAX_SEED),
         "label": f"{scene.position}. {scene.title}",
+        "images": images,
     }
+
+
+def _sha256_of(name: str) -> str:
+    digest = hashlib.sha256()
+    with storages["inputs"].open(name, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _create_job(
@@ -199,7 +232,7 @@ def _create_job(
         template_version=template.version,
         template_sha256=template.content_sha256,
         scene_version=scene.version,
-        params=scene_render_params(scene),
+        params=scene_render_params(scene, template),
         backend=backend,
         priority=priority,
         state=JobState.QUEUED,
@@ -231,7 +264,7 @@ def render_job_submit(
 ) -> RenderJob:
     return _create_job(
         scene=scene,
-        template=template or default_template(),
+        template=template or scene.brief.template or default_template(),
         backend=backend,
         batch=None,
         priority=Priority.INTERACTIVE,
@@ -250,7 +283,7 @@ def render_brief_submit(
     scenes = list(brief.scenes.order_by("position"))
     if not scenes:
         raise RenderRefused("This brief has no scenes to render yet.")
-    template = template or default_template()
+    template = template or brief.template or default_template()
     owner = _user_or_none(user)
     batch = RenderBatch.objects.create(brief=brief, created_by=owner)
     jobs = [
@@ -322,7 +355,9 @@ def backend_object_info(*, backend: Backend, max_age: float | None = None) -> di
     return info
 
 
-def workflow_check_on_backend(*, workflow: dict[str, Any], backend: Backend) -> None:
+def workflow_check_on_backend(
+    *, workflow: dict[str, Any], backend: Backend, uploads: frozenset[tuple[str, str]] = frozenset()
+) -> None:
     """Raise the ProviderError ComfyUI would answer, before anything is sent.
 
     A problem found in a catalogue older than a minute is checked once more
@@ -330,12 +365,12 @@ def workflow_check_on_backend(*, workflow: dict[str, Any], backend: Backend) -> 
     """
     info = backend_object_info(backend=backend)
     try:
-        validate_workflow(workflow, info)
+        validate_workflow(workflow, info, ignore=uploads)
     except ProviderError:
         fetched = backend.object_info_fetched_at
         if fetched is None or (timezone.now() - fetched).total_seconds() < 60:
             raise
-        validate_workflow(workflow, backend_object_info(backend=backend, max_age=0))
+        validate_workflow(workflow, backend_object_info(backend=backend, max_age=0), ignore=uploads)
 
 
 def error_with_hint(error: ProviderError, *, backend: Backend | None) -> str:

@@ -80,7 +80,10 @@ def _check_number(kind: str, value: Any, options: dict[str, Any]) -> str | None:
     return None
 
 
-def find_problems(graph: dict[str, Any], object_info: dict[str, Any]) -> list[Problem]:
+def find_problems(
+    graph: dict[str, Any], object_info: dict[str, Any], *, ignore: frozenset[tuple[str, str]] = frozenset()
+) -> list[Problem]:
+    """Every problem ComfyUI would find; `ignore` names (node, input) pairs filled in at submit (uploads)."""
     problems: list[Problem] = []
     for node_id, node in graph.items():
         class_type = str(node.get("class_type", ""))
@@ -113,7 +116,7 @@ def find_problems(graph: dict[str, Any], object_info: dict[str, Any]) -> list[Pr
                 )
         for name, value in inputs.items():
             spec = required.get(name) or optional.get(name)
-            if spec is None:
+            if spec is None or (node_id, name) in ignore:
                 continue  # ComfyUI ignores inputs it does not declare
             problem = _check_input(graph, object_info, node_id, class_type, name, value, spec)
             if problem is not None:
@@ -162,9 +165,11 @@ def _check_input(
     return None
 
 
-def validate_workflow(graph: dict[str, Any], object_info: dict[str, Any]) -> None:
+def validate_workflow(
+    graph: dict[str, Any], object_info: dict[str, Any], *, ignore: frozenset[tuple[str, str]] = frozenset()
+) -> None:
     """Raise one ProviderError for every problem found, with the gravest code."""
-    problems = find_problems(graph, object_info)
+    problems = find_problems(graph, object_info, ignore=ignore)
     if not problems:
         return
     raise ProviderError(

@@ -120,8 +120,14 @@ STORAGES = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(MEDIA_ROOT / "artifacts")},
     },
+    # Images people upload for renders to start from (img2img, ControlNet, character references).
+    "inputs": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT / "inputs")},
+    },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+INPUT_IMAGE_MAX_BYTES = env_int("INPUT_IMAGE_MAX_BYTES", 20 * 1024 * 1024, minimum=1)
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

@@ -1,4 +1,3 @@
-import shutil
 from pathlib import Path
 
 import pytest
@@ -84,23 +83,16 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             f"{database['PORT'] or 5432}/{database['NAME']}"
         )
     var_dir = Path(tmp_path_factory.mktemp("stack"))
-    # Artifacts the worker stores must be readable by this process's API checks.
-    shutil.rmtree(var_dir / "media", ignore_errors=True)
-    with start_stack(database_url=database_url, var_dir=var_dir) as running:
+    # The stack shares this process's media folder: files either side stores are seen by the other.
+    with start_stack(
+        database_url=database_url, var_dir=var_dir, media_root=Path(django_settings.MEDIA_ROOT)
+    ) as running:
         yield running
 
 
 @pytest.fixture
-def studio(stack, transactional_db, settings):
+def studio(stack, transactional_db):
     """Per test: the template, the preview backend and a token for the API."""
-    settings.MEDIA_ROOT = stack.log_dir.parent / "media"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "artifacts": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(stack.log_dir.parent / "media" / "artifacts")},
-        },
-    }
     workflow_templates_sync()
     backend_register_preview(url=stack.preview_url)
     user = get_user_model().objects.create_user("director", password="a-long-password-3", is_staff=True)

@@ -78,9 +78,10 @@ class Stack:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def stack_env(*, database_url: str, redis_url: str, var_dir: Path) -> dict[str, str]:
+def stack_env(*, database_url: str, redis_url: str, var_dir: Path, media_root: Path) -> dict[str, str]:
     return dict(
         os.environ,
+        MEDIA_ROOT=str(media_root),
         PYTHONUNBUFFERED="1",
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
@@ -94,11 +95,13 @@ def stack_env(*, database_url: str, redis_url: str, var_dir: Path) -> dict[str, 
 
 
 @contextmanager
-def start_stack(*, database_url: str, var_dir: Path, render_seconds: float = 0.6) -> Iterator[Stack]:
+def start_stack(
+    *, database_url: str, var_dir: Path, media_root: Path, render_seconds: float = 0.6
+) -> Iterator[Stack]:
     log_dir = var_dir / "logs"
     valkey_port, preview_port, web_port = free_port(), free_port(), free_port()
     redis_url = f"redis://127.0.0.1:{valkey_port}/0"
-    env = stack_env(database_url=database_url, redis_url=redis_url, var_dir=var_dir)
+    env = stack_env(database_url=database_url, redis_url=redis_url, var_dir=var_dir, media_root=media_root)
     python = sys.executable
     with (
         running(

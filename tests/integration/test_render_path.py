@@ -112,3 +112,29 @@ def test_health_reports_database_broker_and_backends(studio):
     assert body["database"] == {"ok": True}
     assert body["broker"] == {"ok": True}
     assert [b["name"] for b in body["backends"]] == ["Storyboard preview"]
+
+
+def test_an_img2img_render_uploads_the_scenes_input_image(studio):
+    import io as _io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from briefs.services import brief_create, scene_update
+    from generation.models import WorkflowTemplate
+
+    buffer = _io.BytesIO()
+    Image.new("RGB", (80, 60), (10, 120, 200)).save(buffer, "PNG")
+    brief = brief_create(
+        user=studio["user"],
+        title="From a sketch",
+        template=WorkflowTemplate.objects.get(slug="img2img"),
+        scenes=[{"title": "Sketch", "prompt": "a lighthouse from a pencil sketch"}],
+    )
+    scene = brief.scenes.get()
+    scene_update(scene=scene, input_image=SimpleUploadedFile("sketch.png", buffer.getvalue()))
+    with _api(studio) as api:
+        job = api.post(f"/api/v1/scenes/{scene.uuid}/renders/", json={}).json()
+        ended = _wait_for_end(api, job["uuid"], studio["stack"])
+    assert ended["state"] == "succeeded", ended
+    assert ended["template"] == "img2img"
+    assert len(ended["artifacts"]) == 1
