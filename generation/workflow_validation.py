@@ -172,8 +172,15 @@ def validate_workflow(
     problems = find_problems(graph, object_info, ignore=ignore)
     if not problems:
         return
+    codes = {problem.code for problem in problems}
+    # A missing model sends the render to another backend, which only helps when nothing else is wrong.
+    code = (
+        ErrorCode.WORKFLOW_REJECTED
+        if codes == {ErrorCode.MISSING_MODEL, ErrorCode.WORKFLOW_REJECTED}
+        else problems[0].code
+    )
     raise ProviderError(
-        problems[0].code,
+        code,
         "; ".join(p.describe() for p in problems),
         detail={
             "problems": [

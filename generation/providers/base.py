@@ -109,6 +109,8 @@ class EventKind(enum.StrEnum):
     NODE = "node"
     PROGRESS = "progress"
     PREVIEW = "preview"
+    # The server says the run succeeded; its outputs may not be readable yet (FINISHED follows).
+    SUCCESS = "success"
     FINISHED = "finished"
     FAILED = "failed"
 

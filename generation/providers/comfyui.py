@@ -151,12 +151,14 @@ def error_from_rejection(body: Any) -> ProviderError:
             detail={"error": error},
         )
     problems: list[str] = []
-    code = ErrorCode.WORKFLOW_REJECTED
+    model_misses = other_errors = 0
     for node_id, node in node_errors.items():
         for item in node.get("errors", []):
             input_name = (item.get("extra_info") or {}).get("input_name", "")
             if item.get("type") == "value_not_in_list" and input_name in MODEL_INPUTS:
-                code = ErrorCode.MISSING_MODEL
+                model_misses += 1
+            else:
+                other_errors += 1
             where = f"node {node_id} ({node.get('class_type', '?')})"
             if input_name:
                 where += f" input {input_name}"
@@ -164,6 +166,8 @@ def error_from_rejection(body: Any) -> ProviderError:
             problems.append(f"{where}: {item.get('message', 'invalid')}{detail}")
     if not problems:
         problems.append(f"{error.get('message', 'invalid prompt')} {error.get('details', '')}".strip())
+    # Another backend may have the model, but only helps when nothing else is wrong.
+    code = ErrorCode.MISSING_MODEL if model_misses and not other_errors else ErrorCode.WORKFLOW_REJECTED
     return ProviderError(code, "; ".join(problems), detail={"error": error, "node_errors": node_errors})
 
 
@@ -204,6 +208,56 @@ def decode_binary_frame(frame: bytes) -> tuple[bytes, str, dict[str, Any]] | Non
     return None
 
 
+def parse_message(message: str | bytes) -> tuple[str | None, ProgressEvent] | None:
+    """One WebSocket frame as (prompt_id, event), or None for frames that change nothing."""
+    if isinstance(message, bytes):
+        decoded = decode_binary_frame(message)
+        if decoded is None:
+            return None
+        image, content_type, meta = decoded
+        prompt_id = meta.get("prompt_id")
+        return (str(prompt_id) if prompt_id else None), ProgressEvent(
+            EventKind.PREVIEW, preview=image, preview_type=content_type
+        )
+    try:
+        payload = json.loads(message)
+    except ValueError:
+        return None
+    kind = payload.get("type") if isinstance(payload, dict) else None
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict) or not data.get("prompt_id"):
+        # `status`, and the `executing` a reconnected socket gets, name no prompt.
+        return None
+    prompt_id = str(data["prompt_id"])
+    event: ProgressEvent | None = None
+    if kind == "execution_start":
+        event = ProgressEvent(EventKind.STARTED)
+    elif kind == "executing":
+        node = data.get("node")
+        event = (
+            ProgressEvent(EventKind.FINISHED)
+            if node is None
+            else ProgressEvent(EventKind.NODE, node=str(node))
+        )
+    elif kind == "progress":
+        event = ProgressEvent(
+            EventKind.PROGRESS, node=str(data.get("node")), value=int(data["value"]), maximum=int(data["max"])
+        )
+    elif kind == "execution_success":
+        # Outputs are not in /history yet; the end is the `executing` null that follows.
+        event = ProgressEvent(EventKind.SUCCESS)
+    elif kind == "execution_error":
+        event = ProgressEvent(EventKind.FAILED, error=error_from_execution(data))
+    elif kind == "execution_interrupted":
+        event = ProgressEvent(
+            EventKind.FAILED,
+            error=ProviderError(
+                ErrorCode.CANCELLED, f"interrupted at node {data.get('node_id')} ({data.get('node_type')})"
+            ),
+        )
+    return (prompt_id, event) if event is not None else None
+
+
 class ComfyUIProvider:
     def __init__(
         self,
@@ -229,6 +283,7 @@ class ComfyUIProvider:
         self._reconnect_delay = 0.0
         # Prompts this client submitted: only their messages reach our socket.
         self._submitted: set[str] = set()
+        self._executing: str | None = None
         self.fallback_notes: list[str] = []
 
     # -- plumbing ---------------------------------------------------------
@@ -280,6 +335,10 @@ class ComfyUIProvider:
                 _ws_url(self.base_url, self.client_id),
                 open_timeout=self.timeouts.connect,
                 max_size=64 * 1024 * 1024,
+                # Unread frames must never stall the reader thread, or close() waits for a
+                # close frame it cannot read; and closing never takes long.
+                max_queue=None,
+                close_timeout=1,
             )
             self._reconnect_delay = 0.0
         except (OSError, WebSocketException, TimeoutError) as exc:
@@ -429,7 +488,7 @@ class ComfyUIProvider:
                 time.sleep(wait)
             if message is not None:
                 event = self._event_from_message(message, handle)
-                if event is not None and event.kind == EventKind.FINISHED and event.node == "success":
+                if event is not None and event.kind == EventKind.SUCCESS:
                     success_seen_at = self._clock()
                 elif event is not None:
                     yield event
@@ -499,49 +558,21 @@ class ComfyUIProvider:
         )
 
     def _event_from_message(self, message: str | bytes, handle: RemoteHandle) -> ProgressEvent | None:
-        if isinstance(message, bytes):
-            decoded = decode_binary_frame(message)
-            if decoded is None:
-                return None
-            image, content_type, meta = decoded
-            if meta.get("prompt_id") not in (None, handle.remote_id):
-                return None
-            return ProgressEvent(EventKind.PREVIEW, preview=image, preview_type=content_type)
-        try:
-            payload = json.loads(message)
-        except ValueError:
+        parsed = parse_message(message)
+        if parsed is None:
             return None
-        kind = payload.get("type")
-        data = payload.get("data") or {}
-        if data.get("prompt_id") != handle.remote_id:
+        prompt_id, event = parsed
+        if prompt_id is None and event.kind == EventKind.PREVIEW:
+            # Legacy previews name no prompt, and a prompt posted without client_id sends
+            # its previews to every socket: they are ours only while ours is executing.
+            return event if self._executing == handle.remote_id else None
+        if prompt_id != handle.remote_id:
             return None
-        if kind == "execution_start":
-            return ProgressEvent(EventKind.STARTED)
-        if kind == "executing":
-            if data.get("node") is None:
-                return ProgressEvent(EventKind.FINISHED)
-            return ProgressEvent(EventKind.NODE, node=str(data["node"]))
-        if kind == "progress":
-            return ProgressEvent(
-                EventKind.PROGRESS,
-                node=str(data.get("node")),
-                value=int(data["value"]),
-                maximum=int(data["max"]),
-            )
-        if kind == "execution_success":
-            # Outputs are not in /history yet; wait for `executing` null.
-            return ProgressEvent(EventKind.FINISHED, node="success")
-        if kind == "execution_error":
-            return ProgressEvent(EventKind.FAILED, error=error_from_execution(data))
-        if kind == "execution_interrupted":
-            return ProgressEvent(
-                EventKind.FAILED,
-                error=ProviderError(
-                    ErrorCode.CANCELLED,
-                    f"interrupted at node {data.get('node_id')} ({data.get('node_type')})",
-                ),
-            )
-        return None
+        if event.kind in (EventKind.STARTED, EventKind.NODE, EventKind.PROGRESS):
+            self._executing = prompt_id
+        elif event.kind in (EventKind.SUCCESS, EventKind.FINISHED, EventKind.FAILED):
+            self._executing = None
+        return event
 
     def outputs(self, handle: RemoteHandle) -> list[RemoteOutput]:
         deadline = self._clock() + self.timeouts.post_execution

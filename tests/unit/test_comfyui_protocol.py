@@ -32,14 +32,23 @@ def test_an_unknown_node_type_is_missing_node_and_never_retried():
     assert "NoSuchNodeType does not exist" in error.message
 
 
-def test_a_missing_checkpoint_is_missing_model_naming_node_and_input():
-    error = error_from_rejection(
-        _rejection("txt2img with bad sampler_name and missing checkpoint (two errors, two nodes)")
-    )
+def test_a_missing_checkpoint_alone_is_missing_model_naming_node_and_input():
+    body = _rejection("txt2img with bad sampler_name and missing checkpoint (two errors, two nodes)")
+    body = dict(body, node_errors={"4": body["node_errors"]["4"]})
+    error = error_from_rejection(body)
     assert error.code == ErrorCode.MISSING_MODEL
     assert error.retry == RetryClass.ANOTHER_BACKEND
     assert "node 4 (CheckpointLoaderSimple) input ckpt_name: Value not in list" in error.message
     assert "missing_model.safetensors" in error.message
+
+
+def test_a_missing_checkpoint_with_another_error_is_rejected_everywhere():
+    error = error_from_rejection(
+        _rejection("txt2img with bad sampler_name and missing checkpoint (two errors, two nodes)")
+    )
+    assert error.code == ErrorCode.WORKFLOW_REJECTED
+    assert error.retry == RetryClass.NEVER
+    assert "node 4 (CheckpointLoaderSimple) input ckpt_name" in error.message
     assert "node 3 (KSampler) input sampler_name" in error.message
 
 
