@@ -15,7 +15,48 @@ class BackendKind(models.TextChoices):
 class HealthState(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
     HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"
     DOWN = "down", "Down"
+
+
+class BackendState(models.TextChoices):
+    """What dispatch sees: health, unless staff disabled or drained the backend."""
+
+    HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"
+    DOWN = "down", "Down"
+    DRAINING = "draining", "Draining"
+    DISABLED = "disabled", "Disabled"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class QueuePolicy(models.Model):
+    """A named set of the five waiting knobs; the one in force is copied onto each job and attempt."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    max_wait_s = models.FloatField(default=600, help_text="Seconds a render may take before it times out.")
+    poll_interval_s = models.FloatField(default=2, help_text="Seconds between /history checks.")
+    max_poll_attempts = models.PositiveIntegerField(default=0, help_text="0: no limit besides the max wait.")
+    post_execution_timeout_s = models.FloatField(
+        default=30, help_text="Seconds to wait for outputs after the server reports success."
+    )
+    retry_budget = models.PositiveSmallIntegerField(default=1, help_text="Further attempts after the first.")
+    is_default = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "queue policies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_policy"
+            ),
+            models.CheckConstraint(condition=Q(max_wait_s__gt=0), name="policy_max_wait_positive"),
+            models.CheckConstraint(condition=Q(poll_interval_s__gt=0), name="policy_poll_interval_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Backend(models.Model):
@@ -27,6 +68,14 @@ class Backend(models.Model):
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False, help_text="Used when a render names no backend.")
     capacity = models.PositiveSmallIntegerField(default=1, help_text="Renders it runs at once.")
+    queue_depth = models.PositiveSmallIntegerField(
+        default=1, help_text="Renders kept waiting in its own queue, so the GPU never waits for the studio."
+    )
+    draining = models.BooleanField(default=False, help_text="Finish what it has; take nothing new.")
+    vram_total_mb = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    socket_connected = models.BooleanField(
+        default=False, editable=False, help_text="Whether the render watcher's live socket to it is open."
+    )
     health_state = models.CharField(max_length=16, choices=HealthState.choices, default=HealthState.UNKNOWN)
     health_message = models.CharField(max_length=500, blank=True)
     health_checked_at = models.DateTimeField(null=True, blank=True)
@@ -47,6 +96,24 @@ class Backend(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def state(self) -> str:
+        if not self.enabled:
+            return BackendState.DISABLED
+        if self.draining:
+            return BackendState.DRAINING
+        return self.health_state
+
+    @property
+    def slots(self) -> int:
+        """Renders it may hold at once: running ones plus those waiting in its queue."""
+        return self.capacity + self.queue_depth
+
+    @property
+    def watch_client_id(self) -> str:
+        """The ComfyUI client id of every prompt sent here: the watcher's socket gets their messages."""
+        return f"storycore-{self.uuid}"
 
 
 class WorkflowTemplate(models.Model):
@@ -80,9 +147,10 @@ class JobState(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    LOST = "lost", "Lost"
 
 
-TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
 ACTIVE_STATES = frozenset(set(JobState) - TERMINAL_STATES - {JobState.DRAFT})
 
 ERROR_CODE_CHOICES = [(code.value, code.value.replace("_", " ")) for code in ErrorCode]
@@ -101,6 +169,7 @@ class RenderBatch(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
+    policy = models.JSONField(default=dict, help_text="The queue policy in force, as it was when submitted.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -126,12 +195,21 @@ class RenderJob(models.Model):
     backend = models.ForeignKey(
         Backend, on_delete=models.PROTECT, null=True, blank=True, related_name="render_jobs"
     )
+    # Set when the person asked for one backend; dispatch then uses no other.
+    requested_backend = models.ForeignKey(
+        Backend, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.INTERACTIVE)
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED)
     error_code = models.CharField(max_length=32, choices=ERROR_CODE_CHOICES, blank=True)
     error_message = models.TextField(blank=True)
     progress_value = models.PositiveIntegerField(default=0)
     progress_max = models.PositiveIntegerField(default=0)
+    policy = models.JSONField(default=dict, help_text="The queue policy in force, as it was when submitted.")
+    # Not dispatched before this (a rate-limited backend asked to wait).
+    not_before = models.DateTimeField(null=True, blank=True)
+    # Whoever moved the job into dispatched/fetching owns it until then; the reconciler takes over after.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
@@ -145,7 +223,8 @@ class RenderJob(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(state__in=JobState.values), name="render_job_state_valid"),
             models.CheckConstraint(
-                condition=~Q(state=JobState.FAILED) | ~Q(error_code=""), name="failed_job_has_error_code"
+                condition=~Q(state__in=[JobState.FAILED, JobState.LOST]) | ~Q(error_code=""),
+                name="failed_job_has_error_code",
             ),
         ]
         indexes = [
@@ -180,6 +259,7 @@ class AttemptState(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    LOST = "lost", "Lost"
 
 
 class Attempt(models.Model):
@@ -195,6 +275,7 @@ class Attempt(models.Model):
     error_code = models.CharField(max_length=32, choices=ERROR_CODE_CHOICES, blank=True)
     error_message = models.TextField(blank=True)
     error_detail = models.JSONField(default=dict, blank=True)
+    policy = models.JSONField(default=dict, blank=True, help_text="The queue policy this attempt ran under.")
     telemetry = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)

@@ -25,15 +25,18 @@ from briefs.models import Brief, Scene
 from generation import events
 from generation.models import (
     TERMINAL_STATES,
+    AttemptState,
     Backend,
     BackendKind,
     JobEvent,
     JobState,
     Priority,
+    QueuePolicy,
     RenderBatch,
     RenderJob,
     WorkflowTemplate,
 )
+from generation.policies import policy_in_force
 from generation.providers.base import BackendHealth, ErrorCode, ProviderError
 from generation.workflow_binding import (
     IMAGE_PARAMETERS,
@@ -220,6 +223,7 @@ def _create_job(
     backend: Backend | None,
     batch: RenderBatch | None,
     priority: int,
+    policy: dict[str, Any],
     user: User | None,
 ) -> RenderJob:
     if not scene.prompt.strip():
@@ -233,25 +237,34 @@ def _create_job(
         template_sha256=template.content_sha256,
         scene_version=scene.version,
         params=scene_render_params(scene, template),
-        backend=backend,
+        requested_backend=backend,
         priority=priority,
+        policy=policy,
         state=JobState.QUEUED,
         created_by=user,
     )
     JobEvent.objects.create(job=job, from_state="", to_state=JobState.QUEUED, message="render requested")
     events.publish_job_update(job)
-    transaction.on_commit(lambda: _enqueue(job.pk))
+    dispatch_soon()
     return job
 
 
-def _enqueue(job_id: int) -> None:
-    from generation.tasks import render_job  # tasks import services; keep the cycle out of import time
+def dispatch_soon() -> None:
+    """Ask a worker to run a dispatch round once the current transaction commits.
 
-    try:
-        render_job.delay(job_id)
-    except Exception:
-        # The job is saved; the broker being away must not lose it or fail the request.
-        log.warning("render job %s saved but not enqueued; the broker is unavailable", job_id, exc_info=True)
+    Only a nudge: the job is already in the database, and the render watcher runs
+    a round every few seconds, so a broker that is away delays nothing for long.
+    """
+
+    def nudge() -> None:
+        from generation.tasks import dispatch  # tasks import services; keep the cycle out of import time
+
+        try:
+            dispatch.apply_async(retry=False)
+        except Exception:
+            log.warning("dispatch nudge not sent; the broker is unavailable", exc_info=True)
+
+    transaction.on_commit(nudge)
 
 
 @transaction.atomic
@@ -261,6 +274,8 @@ def render_job_submit(
     user: User | AnonymousUser | None,
     template: WorkflowTemplate | None = None,
     backend: Backend | None = None,
+    preset: QueuePolicy | None = None,
+    policy_overrides: dict[str, Any] | None = None,
 ) -> RenderJob:
     return _create_job(
         scene=scene,
@@ -268,6 +283,7 @@ def render_job_submit(
         backend=backend,
         batch=None,
         priority=Priority.INTERACTIVE,
+        policy=policy_in_force(preset=preset, overrides=policy_overrides),
         user=_user_or_none(user),
     )
 
@@ -279,16 +295,25 @@ def render_brief_submit(
     user: User | AnonymousUser | None,
     template: WorkflowTemplate | None = None,
     backend: Backend | None = None,
+    preset: QueuePolicy | None = None,
+    policy_overrides: dict[str, Any] | None = None,
 ) -> tuple[RenderBatch, list[RenderJob]]:
     scenes = list(brief.scenes.order_by("position"))
     if not scenes:
         raise RenderRefused("This brief has no scenes to render yet.")
     template = template or brief.template or default_template()
     owner = _user_or_none(user)
-    batch = RenderBatch.objects.create(brief=brief, created_by=owner)
+    policy = policy_in_force(preset=preset, overrides=policy_overrides)
+    batch = RenderBatch.objects.create(brief=brief, created_by=owner, policy=policy)
     jobs = [
         _create_job(
-            scene=scene, template=template, backend=backend, batch=batch, priority=Priority.BATCH, user=owner
+            scene=scene,
+            template=template,
+            backend=backend,
+            batch=batch,
+            priority=Priority.BATCH,
+            policy=policy,
+            user=owner,
         )
         for scene in scenes
     ]
@@ -327,15 +352,36 @@ def job_progress(job_id: int, *, value: int, maximum: int) -> None:
 
 
 def render_job_cancel(*, job: RenderJob) -> bool:
-    """Cancel a job that has not finished. A running remote render is stopped by its worker."""
-    return job_transition(
-        job.pk,
-        from_states=set(JobState) - TERMINAL_STATES,
-        to_state=JobState.CANCELLED,
-        error_code="cancelled",
-        error_message="Cancelled by a user.",
-        message="cancelled by a user",
-    )
+    """Cancel a job in any unfinished state; a render out on a backend is stopped there too."""
+    with transaction.atomic():
+        cancelled = job_transition(
+            job.pk,
+            from_states=set(JobState) - TERMINAL_STATES,
+            to_state=JobState.CANCELLED,
+            error_code="cancelled",
+            error_message="Cancelled by a user.",
+            lease_expires_at=None,
+            message="cancelled by a user",
+        )
+        if cancelled:
+            out = list(
+                job.attempts.filter(state__in=[AttemptState.SUBMITTING, AttemptState.RUNNING]).values_list(
+                    "pk", flat=True
+                )
+            )
+            transaction.on_commit(lambda: _cancel_remote_soon(out))
+    return cancelled
+
+
+def _cancel_remote_soon(attempt_ids: list[int]) -> None:
+    from generation.tasks import cancel_attempt
+
+    for attempt_id in attempt_ids:
+        try:
+            cancel_attempt.apply_async((attempt_id,), retry=False)
+        except Exception:
+            # The reconciler stops renders of cancelled jobs it finds still out.
+            log.warning("cancel of attempt %s not sent; the broker is unavailable", attempt_id, exc_info=True)
 
 
 def backend_object_info(*, backend: Backend, max_age: float | None = None) -> dict[str, Any]:
@@ -345,7 +391,7 @@ def backend_object_info(*, backend: Backend, max_age: float | None = None) -> di
     if backend.object_info is not None and fetched is not None:
         if (timezone.now() - fetched).total_seconds() <= max_age:
             return backend.object_info
-    from generation.runner import provider_for
+    from generation.attempts import provider_for
 
     with provider_for(backend) as provider:
         info = provider.object_info()
@@ -412,7 +458,7 @@ def error_with_hint(error: ProviderError, *, backend: Backend | None) -> str:
 
 def backend_check_health(*, backend: Backend) -> BackendHealth:
     """Ask the backend how it is and record the answer."""
-    from generation.runner import provider_for
+    from generation.attempts import provider_for
 
     try:
         with provider_for(backend) as provider:

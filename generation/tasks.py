@@ -1,17 +1,37 @@
+"""Celery tasks: short, safe to run twice, ids in and nothing out. Task names are a public API."""
+
 from celery import shared_task
 
-from generation import runner
+from generation.providers.base import ProviderError
 
 
-@shared_task(name="generation.render_job", acks_late=True, reject_on_worker_lost=True)
-def render_job(job_id: int) -> None:
-    runner.render_job_execute(job_id=job_id)
+@shared_task(name="generation.dispatch", acks_late=True, ignore_result=True)
+def dispatch() -> None:
+    from generation.dispatch import dispatch_round
+
+    dispatch_round()
 
 
-@shared_task(name="generation.check_backends", acks_late=True)
+@shared_task(name="generation.reconcile", acks_late=True, ignore_result=True)
+def reconcile() -> None:
+    from generation.reconciler import reconcile as run
+
+    run()
+
+
+@shared_task(name="generation.cancel_attempt", acks_late=True, ignore_result=True)
+def cancel_attempt(attempt_id: int) -> None:
+    from generation.attempts import attempt_cancel_remote
+    from generation.models import Attempt
+
+    attempt = Attempt.objects.select_related("backend").filter(pk=attempt_id).first()
+    if attempt is not None:
+        attempt_cancel_remote(attempt)
+
+
+@shared_task(name="generation.check_backends", acks_late=True, ignore_result=True)
 def check_backends() -> None:
     from generation.models import Backend
-    from generation.providers.base import ProviderError
     from generation.services import backend_check_health, backend_object_info
 
     for backend in Backend.objects.filter(enabled=True):

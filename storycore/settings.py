@@ -175,6 +175,12 @@ RENDER_CONNECT_TIMEOUT = env_float("RENDER_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 RENDER_MAX_WAIT = env_float("RENDER_MAX_WAIT", 600.0, minimum=1.0)
 RENDER_POLL_INTERVAL = env_float("RENDER_POLL_INTERVAL", 2.0, minimum=0.05)
 RENDER_POST_EXECUTION_TIMEOUT = env_float("RENDER_POST_EXECUTION_TIMEOUT", 30.0, minimum=0.1)
+RENDER_MAX_POLL_ATTEMPTS = env_int("RENDER_MAX_POLL_ATTEMPTS", 0, minimum=0)
+RENDER_RETRY_BUDGET = env_int("RENDER_RETRY_BUDGET", 1, minimum=0)
+# How long a worker owns a job it is dispatching or fetching before the reconciler takes over.
+RENDER_LEASE_SECONDS = env_float("RENDER_LEASE_SECONDS", 120.0, minimum=1.0)
+DISPATCH_INTERVAL = env_float("DISPATCH_INTERVAL", 5.0, minimum=0.5)
+RECONCILE_INTERVAL = env_float("RECONCILE_INTERVAL", 30.0, minimum=1.0)
 # A backend's node catalogue is fetched again when older than this (seconds).
 OBJECT_INFO_MAX_AGE = env_int("OBJECT_INFO_MAX_AGE", 900, minimum=0)
 ARTIFACT_MAX_BYTES = env_int("ARTIFACT_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
@@ -200,5 +206,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "generation.check_backends",
         "schedule": env_float("BACKEND_HEALTH_INTERVAL", 30.0, minimum=1.0),
     },
+    "reconcile": {"task": "generation.reconcile", "schedule": RECONCILE_INTERVAL},
+    "dispatch": {"task": "generation.dispatch", "schedule": DISPATCH_INTERVAL},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

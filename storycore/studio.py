@@ -180,6 +180,7 @@ def main() -> int:
             [sys.executable, "manage.py", "preview_server", "--port", str(settings.PREVIEW_SERVER_PORT)],
             port=settings.PREVIEW_SERVER_PORT,
         ),
+        Child("render watcher", [sys.executable, "manage.py", "render_watcher"]),
         Child(
             "Celery worker",
             [

@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,12 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
 def studio(stack, transactional_db):
     """Per test: the template, the preview backend and a token for the API."""
     workflow_templates_sync()
-    backend_register_preview(url=stack.preview_url)
+    backend = backend_register_preview(url=stack.preview_url)
+    # Renders sent before the watcher's socket is open are followed by polling only.
+    deadline = time.monotonic() + 15
+    while not type(backend).objects.filter(pk=backend.pk, socket_connected=True).exists():
+        assert time.monotonic() < deadline, "the render watcher never connected to the preview server"
+        time.sleep(0.05)
     user = get_user_model().objects.create_user("director", password="a-long-password-3", is_staff=True)
     token = Token.objects.create(user=user)
     return {"stack": stack, "token": token.key, "user": user}

@@ -91,6 +91,8 @@ def stack_env(*, database_url: str, redis_url: str, var_dir: Path, media_root: P
         RENDER_CONNECT_TIMEOUT="2",
         RENDER_MAX_WAIT="60",
         RENDER_POST_EXECUTION_TIMEOUT="10",
+        DISPATCH_INTERVAL="1",
+        RECONCILE_INTERVAL="5",
     )
 
 
@@ -128,6 +130,7 @@ def start_stack(
             log_dir,
             preview_port,
         ),
+        running("watcher", [python, "manage.py", "render_watcher"], env, log_dir),
         running(
             "worker",
             [

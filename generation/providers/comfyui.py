@@ -66,7 +66,7 @@ class HistoryEntry:
     messages: list[tuple[str, dict[str, Any]]]
 
 
-def _ws_url(base_url: str, client_id: str) -> str:
+def ws_url(base_url: str, client_id: str) -> str:
     parts = urlsplit(base_url)
     scheme = "wss" if parts.scheme == "https" else "ws"
     path = parts.path.rstrip("/") + "/ws"
@@ -267,11 +267,15 @@ class ComfyUIProvider:
         client_id: str | None = None,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        listen: bool = True,
     ) -> None:
+        """`listen=False` for a client that submits under a client id whose socket someone
+        else holds (the render watcher): connecting would take that socket's messages away."""
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts or Timeouts()
         self.client_id = client_id or f"storycore-{uuid.uuid4().hex}"
         self._clock = clock
+        self._listen = listen
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(self.timeouts.read, connect=self.timeouts.connect),
@@ -300,6 +304,13 @@ class ComfyUIProvider:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # The request never left: nothing can have been accepted, so a retry is safe.
+            raise ProviderError(
+                ErrorCode.UNAVAILABLE,
+                f"ComfyUI at {self.base_url} cannot be reached: {exc.__class__.__name__}: {exc}",
+                detail={"sent": False},
+            ) from exc
         except httpx.TimeoutException as exc:
             raise ProviderError(
                 ErrorCode.UNAVAILABLE, f"ComfyUI at {self.base_url} did not answer in time ({path})"
@@ -332,7 +343,7 @@ class ComfyUIProvider:
             return None
         try:
             self._socket = connect(
-                _ws_url(self.base_url, self.client_id),
+                ws_url(self.base_url, self.client_id),
                 open_timeout=self.timeouts.connect,
                 max_size=64 * 1024 * 1024,
                 # Unread frames must never stall the reader thread, or close() waits for a
@@ -380,7 +391,8 @@ class ComfyUIProvider:
 
     def submit(self, request: RenderRequest) -> RemoteHandle:
         # Open the socket first: ComfyUI replays nothing to a socket that connects mid-run.
-        self._open_socket()
+        if self._listen:
+            self._open_socket()
         workflow = request.workflow
         if request.images:
             workflow = copy.deepcopy(workflow)
@@ -430,9 +442,9 @@ class ComfyUIProvider:
         """Where the prompt is now: 'pending', 'running', 'done' or 'unknown' (never seen, or lost in a restart)."""
         if self.history(handle) is not None:
             return "done"
-        return self._queue_place(handle)
+        return self.queue_place(handle)
 
-    def _queue_place(self, handle: RemoteHandle) -> str:
+    def queue_place(self, handle: RemoteHandle) -> str:
         queue = self._json(self._request("GET", "/queue"), "GET /queue")
         for key, place in (("queue_running", "running"), ("queue_pending", "pending")):
             for item in queue.get(key, []):
@@ -497,8 +509,8 @@ class ComfyUIProvider:
             if self._clock() < next_check:
                 continue
             try:
-                final = self._final_event_from_history(handle)
-                where = "done" if final is not None else self._queue_place(handle)
+                final = self.outcome(handle)
+                where = "done" if final is not None else self.queue_place(handle)
                 failures = 0
             except ProviderError as exc:
                 failures += 1
@@ -538,7 +550,7 @@ class ComfyUIProvider:
             interval = self.timeouts.poll_interval * (SOCKET_UP_POLL_FACTOR if followed else 1)
             next_check = self._clock() + interval
 
-    def _final_event_from_history(self, handle: RemoteHandle) -> ProgressEvent | None:
+    def outcome(self, handle: RemoteHandle) -> ProgressEvent | None:
         entry = self.history(handle)
         if entry is None:
             return None

@@ -1,19 +1,26 @@
-"""The ComfyUI adapter and the render runner when things go wrong: a dropped
-socket, a backend that dies, cancels, a redelivered task. Real preview server
-process, real sockets; the proxy in between breaks them on purpose."""
+"""The ComfyUI adapter, the render watcher and the reconciler when things go
+wrong: a dropped socket, a backend that dies, cancels, a worker that died
+mid-submit. Real preview server process, real sockets; the proxy in between
+breaks them on purpose."""
 
+import asyncio
 import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from generation import services
+from generation.attempts import attempt_check
 from generation.models import Artifact, Attempt, JobState, RenderJob
-from generation.providers.base import ErrorCode, EventKind, RemoteHandle, RenderRequest, RetryClass
+from generation.providers.base import ErrorCode, EventKind, RenderRequest, RetryClass
 from generation.providers.comfyui import ComfyUIProvider, Timeouts
-from generation.runner import render_job_execute
+from generation.reconciler import reconcile
+from generation.watcher import Watcher
 from tests.proxy import FlakyProxy
 from tests.stack import free_port, running
 
@@ -60,24 +67,46 @@ def _wait_for(predicate, timeout: float = 20.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+@contextmanager
+def watcher_running():
+    """The render watcher on its own event loop in a thread, as `manage.py render_watcher` runs it."""
+    loop = asyncio.new_event_loop()
+    watcher = Watcher(workers=4)
+    thread = threading.Thread(target=loop.run_until_complete, args=(watcher.run(),), daemon=True)
+    thread.start()
+    try:
+        yield watcher
+    finally:
+        loop.call_soon_threadsafe(watcher.stopping.set)
+        thread.join(30)
+
+
+@pytest.fixture
+def quick(settings):
+    settings.RENDER_POLL_INTERVAL = 0.3
+    settings.DISPATCH_INTERVAL = 0.3
+    settings.RECONCILE_INTERVAL = 60
+    return settings
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_job_whose_websocket_is_killed_mid_render_still_finishes_by_polling(
-    proxy, template, staff_user, brief
+    proxy, template, staff_user, brief, quick
 ):
     backend = services.backend_register_preview(url=proxy.url)
-    job = services.render_job_submit(scene=brief.scenes.first(), user=staff_user, backend=backend)
-    worker = threading.Thread(target=render_job_execute, kwargs={"job_id": job.pk})
-    worker.start()
-    _wait_for(lambda: RenderJob.objects.filter(pk=job.pk, progress_value__gt=0).exists())
-    proxy.refuse_websockets = True
-    proxy.kill_websockets()
-    worker.join(60)
+    with watcher_running():
+        _wait_for(lambda: type(backend).objects.filter(pk=backend.pk, socket_connected=True).exists())
+        job = services.render_job_submit(scene=brief.scenes.first(), user=staff_user)
+        _wait_for(lambda: RenderJob.objects.filter(pk=job.pk, progress_value__gt=0).exists())
+        proxy.refuse_websockets = True
+        proxy.kill_websockets()
+        _wait_for(lambda: RenderJob.objects.get(pk=job.pk).is_terminal, timeout=30)
     job.refresh_from_db()
     assert job.state == JobState.SUCCEEDED, job.error_message
     assert Artifact.objects.filter(job=job).count() == 1
-    attempt = Attempt.objects.get(job=job)
-    assert any("websocket closed mid-render" in note for note in attempt.telemetry["fallback_notes"])
     assert proxy.count(b"POST /prompt") == 1
+    attempt = Attempt.objects.get(job=job)
+    assert attempt.telemetry["history_exit_reason"] == "success"
 
 
 @pytest.mark.django_db
@@ -118,38 +147,62 @@ def test_cancel_deletes_a_queued_prompt_and_interrupts_a_running_one(slow_previe
     assert final.error.code == ErrorCode.CANCELLED
 
 
+def _settle(job, timeout: float = 30.0) -> RenderJob:
+    """Reconcile until the job ends, as beat would, without a watcher."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.is_terminal:
+            return job
+        reconcile()
+        time.sleep(0.2)
+    raise AssertionError(f"job still {job.state}")
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_redelivered_task_reattaches_instead_of_submitting_again(proxy, template, staff_user, brief):
+def test_a_render_submitted_before_a_crash_is_followed_not_submitted_again(
+    proxy, template, staff_user, brief, quick
+):
     backend = services.backend_register_preview(url=proxy.url)
-    job = services.render_job_submit(scene=brief.scenes.first(), user=staff_user, backend=backend)
-    # The first worker submitted, recorded the handle, then died.
+    job = services.render_job_submit(scene=brief.scenes.first(), user=staff_user)
+    # A worker dispatched it, submitted it, and died before recording anything more.
     services.job_transition(
         job.pk, from_states={JobState.QUEUED}, to_state=JobState.DISPATCHED, backend=backend
     )
-    attempt = Attempt.objects.create(job=job, number=1, backend=backend, state="running")
+    attempt = Attempt.objects.create(
+        job=job, number=1, backend=backend, state="running", submitted_at=timezone.now()
+    )
     Attempt.objects.filter(pk=attempt.pk).update(remote_handle=str(attempt.uuid))
     with _provider(proxy.url) as provider:
-        workflow = _workflow(template, "already running")
-        provider.submit(RenderRequest(attempt_id=str(attempt.uuid), workflow=workflow))
-    assert proxy.count(b"POST /prompt") == 1
-    render_job_execute(job_id=job.pk)
-    job.refresh_from_db()
+        provider.submit(
+            RenderRequest(attempt_id=str(attempt.uuid), workflow=_workflow(template, "already out"))
+        )
+    assert attempt_check(attempt.pk) in ("pending", "running")
+    job = _settle(job)
     assert job.state == JobState.SUCCEEDED, job.error_message
     assert proxy.count(b"POST /prompt") == 1
     assert Artifact.objects.filter(job=job).count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_attempt_the_backend_never_saw_is_submitted_on_redelivery(proxy, template, staff_user, brief):
+def test_a_submit_that_never_reached_the_backend_is_sent_once_without_spending_the_budget(
+    proxy, template, staff_user, brief, quick
+):
     backend = services.backend_register_preview(url=proxy.url)
-    job = services.render_job_submit(scene=brief.scenes.first(), user=staff_user, backend=backend)
-    services.job_transition(
-        job.pk, from_states={JobState.QUEUED}, to_state=JobState.DISPATCHED, backend=backend
+    job = services.render_job_submit(
+        scene=brief.scenes.first(), user=staff_user, policy_overrides={"retry_budget": 0}
     )
-    attempt = Attempt.objects.create(job=job, number=1, backend=backend)
-    Attempt.objects.filter(pk=attempt.pk).update(remote_handle=str(attempt.uuid))
-    render_job_execute(job_id=job.pk)
-    job.refresh_from_db()
+    # Claimed, then the worker died before sending anything; its lease has run out.
+    services.job_transition(
+        job.pk,
+        from_states={JobState.QUEUED},
+        to_state=JobState.DISPATCHED,
+        backend=backend,
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+    )
+    first = Attempt.objects.create(job=job, number=1, backend=backend)
+    Attempt.objects.filter(pk=first.pk).update(remote_handle=str(first.uuid))
+    job = _settle(job)
     assert job.state == JobState.SUCCEEDED, job.error_message
     assert proxy.count(b"POST /prompt") == 1
-    assert RemoteHandle("comfyui", str(attempt.uuid)).remote_id == Attempt.objects.get(job=job).remote_handle
+    assert list(Attempt.objects.filter(job=job).values_list("state", flat=True)) == ["lost", "succeeded"]

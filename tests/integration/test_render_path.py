@@ -71,18 +71,23 @@ def test_a_scene_rendered_through_the_api_is_stored_as_a_labelled_png(studio):
 
 
 def test_a_render_on_a_backend_that_is_down_fails_as_unavailable(studio):
-    Backend.objects.filter(is_default=True).update(is_default=False)
-    Backend.objects.create(name="Down box", base_url="http://127.0.0.1:9", is_default=True)
+    Backend.objects.create(name="Down box", base_url="http://127.0.0.1:9")
     with _api(studio) as api:
         brief = api.post(
             "/api/v1/briefs/", json={"title": "T", "scenes": [{"title": "S", "prompt": "p"}]}
         ).json()
-        job = api.post(f"/api/v1/scenes/{brief['scenes'][0]['uuid']}/renders/", json={}).json()
+        # Asked for by name, so no other backend may take it over.
+        job = api.post(
+            f"/api/v1/scenes/{brief['scenes'][0]['uuid']}/renders/", json={"backend": "Down box"}
+        ).json()
         ended = _wait_for_end(api, job["uuid"], studio["stack"])
     assert ended["state"] == "failed"
     assert ended["error_code"] == "unavailable"
     assert "cannot be reached" in ended["error_message"]
+    assert "Hint: check that Down box is running" in ended["error_message"]
     assert "Traceback" not in ended["error_message"]
+    # Within the retry budget (one more try), then it stopped.
+    assert Attempt.objects.filter(job__uuid=job["uuid"]).count() == 2
     # Nothing already saved was lost.
     with _api(studio) as api:
         assert api.get(f"/api/v1/briefs/{brief['uuid']}/").json()["scenes"][0]["prompt"] == "p"

@@ -1,0 +1,477 @@
+"""One attempt of a render on one backend: submit, check, finish, fail.
+
+A service: it owns a job's state while an attempt is out. Nothing here waits on
+a render; the watcher (generation/watcher.py) follows renders and calls in here
+when one changes, and the reconciler does the same for anything the watcher missed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import storages
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from generation import services
+from generation.artifact_check import inspect_image
+from generation.models import (
+    TERMINAL_STATES,
+    Artifact,
+    Attempt,
+    AttemptState,
+    Backend,
+    BackendKind,
+    JobState,
+    RenderJob,
+)
+from generation.providers.base import (
+    ErrorCode,
+    InputImage,
+    ProviderError,
+    RemoteHandle,
+    RemoteOutput,
+    RenderRequest,
+    RetryClass,
+)
+from generation.providers.comfyui import ComfyUIProvider, Timeouts
+from generation.workflow_binding import bind_workflow, targets_from_json
+from generation.workflow_validation import has_model, models_used
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = frozenset({JobState.DISPATCHED, JobState.RUNNING, JobState.FETCHING})
+RATE_LIMIT_PAUSE = timedelta(seconds=30)
+
+
+def provider_for(backend: Backend, policy: dict[str, Any] | None = None) -> ComfyUIProvider:
+    if backend.kind != BackendKind.COMFYUI:
+        raise ProviderError(
+            ErrorCode.CONFIG_INVALID, f"backend {backend.name} is a {backend.kind} backend, not yet supported"
+        )
+    policy = policy or {}
+    return ComfyUIProvider(
+        backend.base_url,
+        client_id=backend.watch_client_id,
+        listen=False,  # the render watcher holds this client id's socket
+        timeouts=Timeouts(
+            connect=settings.RENDER_CONNECT_TIMEOUT,
+            poll_interval=float(policy.get("poll_interval_s", settings.RENDER_POLL_INTERVAL)),
+            max_wait=float(policy.get("max_wait_s", settings.RENDER_MAX_WAIT)),
+            post_execution=float(
+                policy.get("post_execution_timeout_s", settings.RENDER_POST_EXECUTION_TIMEOUT)
+            ),
+        ),
+    )
+
+
+def handle_of(attempt: Attempt) -> RemoteHandle:
+    return RemoteHandle(backend_kind=attempt.backend.kind, remote_id=attempt.remote_handle)
+
+
+# -- submit --------------------------------------------------------------------
+def attempt_create(job: RenderJob, backend: Backend) -> Attempt:
+    """A new attempt, its prompt_id (our uuid) recorded before anything is sent."""
+    with transaction.atomic():
+        number = (job.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
+        attempt = Attempt.objects.create(job=job, number=number, backend=backend, policy=job.policy)
+        Attempt.objects.filter(pk=attempt.pk).update(remote_handle=str(attempt.uuid))
+    attempt.refresh_from_db()
+    return attempt
+
+
+def attempt_submit(attempt: Attempt) -> None:
+    """Send the attempt to its backend. On an answer that may have been lost, look before failing.
+
+    A reset connection after ComfyUI accepted the prompt would otherwise make the
+    retry run it a second time; the prompt_id is ours, so /queue and /history tell.
+    """
+    job = RenderJob.objects.select_related("template", "brief", "scene").get(pk=attempt.job_id)
+    handle = handle_of(attempt)
+    try:
+        with provider_for(attempt.backend, attempt.policy) as provider:
+            workflow = _bound_workflow(job, attempt)
+            inputs = _input_images(job)
+            services.workflow_check_on_backend(
+                workflow=workflow,
+                backend=attempt.backend,
+                uploads=frozenset((image.node_id, image.input_name) for image in inputs),
+            )
+            try:
+                handle = provider.submit(
+                    RenderRequest(attempt_id=str(attempt.uuid), workflow=workflow, images=tuple(inputs))
+                )
+            except ProviderError as exc:
+                if (
+                    exc.code not in (ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT)
+                    or exc.detail.get("sent") is False
+                ):
+                    raise
+                try:
+                    known = provider.locate(handle) != "unknown"
+                except ProviderError:
+                    # Cannot tell now: keep the job dispatched; the reconciler looks again when the lease ends.
+                    log.warning(
+                        "attempt %s: submit answer lost and %s unreachable", attempt.uuid, attempt.backend
+                    )
+                    return
+                if not known:
+                    raise
+                log.info(
+                    "attempt %s: the submit's answer was lost, but the server has the prompt", attempt.uuid
+                )
+    except ProviderError as exc:
+        attempt_failed(attempt, exc)
+        return
+    now = timezone.now()
+    Attempt.objects.filter(pk=attempt.pk, state=AttemptState.SUBMITTING).update(
+        state=AttemptState.RUNNING, submitted_at=now, remote_handle=handle.remote_id
+    )
+    RenderJob.objects.filter(pk=job.pk, state=JobState.DISPATCHED).update(
+        lease_expires_at=None, updated_at=now
+    )
+
+
+def _bound_workflow(job: RenderJob, attempt: Attempt) -> dict[str, Any]:
+    values = dict(job.params)
+    values["filename_prefix"] = f"storycore/{attempt.uuid}"
+    return bind_workflow(job.template.graph, targets_from_json(job.template.bindings), values)
+
+
+def _input_images(job: RenderJob) -> list[InputImage]:
+    """The job's input images, read from storage and aimed at the template's LoadImage inputs."""
+    bindings = targets_from_json(job.template.bindings)
+    images = []
+    for parameter, recorded in (job.params.get("images") or {}).items():
+        with storages["inputs"].open(recorded["name"], "rb") as handle:
+            content = handle.read()  # bounded by INPUT_IMAGE_MAX_BYTES at upload
+        if hashlib.sha256(content).hexdigest() != recorded["sha256"]:
+            raise ProviderError(
+                ErrorCode.CONFIG_INVALID,
+                f"the {parameter.replace('_', ' ')} changed since this render was asked for; render again",
+            )
+        extension = recorded["name"].rsplit(".", 1)[-1].lower()
+        for target in bindings.get(parameter, []):
+            images.append(
+                InputImage(
+                    node_id=target.node,
+                    input_name=target.input,
+                    filename=f"{parameter}.{extension}",
+                    content=content,
+                )
+            )
+    return images
+
+
+# -- progress ------------------------------------------------------------------
+def attempt_started(attempt_id: int) -> None:
+    job_id = Attempt.objects.filter(pk=attempt_id).values_list("job_id", flat=True).first()
+    if job_id is not None:
+        services.job_transition(
+            job_id, from_states={JobState.DISPATCHED}, to_state=JobState.RUNNING, message="rendering"
+        )
+
+
+def attempt_progress(attempt_id: int, *, value: int, maximum: int) -> None:
+    job_id = Attempt.objects.filter(pk=attempt_id).values_list("job_id", flat=True).first()
+    if job_id is None:
+        return
+    services.job_transition(
+        job_id, from_states={JobState.DISPATCHED}, to_state=JobState.RUNNING, message="rendering"
+    )
+    services.job_progress(job_id, value=value, maximum=maximum)
+
+
+# -- finish --------------------------------------------------------------------
+def attempt_finalize(attempt_id: int) -> None:
+    """Fetch and store the outputs of a finished render. Safe to run twice."""
+    attempt = Attempt.objects.select_related("backend", "job").get(pk=attempt_id)
+    job_id = attempt.job_id
+    lease = timezone.now() + timedelta(seconds=settings.RENDER_LEASE_SECONDS)
+    claimed = services.job_transition(
+        job_id,
+        from_states={JobState.DISPATCHED, JobState.RUNNING},
+        to_state=JobState.FETCHING,
+        lease_expires_at=lease,
+        message="render finished; fetching outputs",
+    )
+    if not claimed:
+        # A fetch whose worker died is taken over once its lease ends.
+        claimed = (
+            RenderJob.objects.filter(
+                pk=job_id, state=JobState.FETCHING, lease_expires_at__lt=timezone.now()
+            ).update(lease_expires_at=lease)
+            == 1
+        )
+    if not claimed:
+        return
+    job = RenderJob.objects.select_related("brief", "scene").get(pk=job_id)
+    try:
+        with provider_for(attempt.backend, attempt.policy) as provider:
+            outputs = provider.outputs(handle_of(attempt))
+            # Saved outputs only: PreviewImage's temp files are the server's scratch space.
+            saved = [o for o in outputs if o.kind in ("image", "video") and o.folder_type == "output"]
+            if not saved:
+                raise ProviderError(
+                    ErrorCode.OUTPUT_INVALID, f"the render produced no image (outputs: {len(outputs)})"
+                )
+            Artifact.objects.filter(attempt=attempt).delete()  # a half-done earlier fetch
+            for index, output in enumerate(saved):
+                _store_output(provider, job, attempt, output, index)
+            notes = provider.fallback_notes
+    except ProviderError as exc:
+        attempt_failed(attempt, exc)
+        return
+    finished = timezone.now()
+    telemetry = dict(attempt.telemetry, fallback_notes=notes)
+    if attempt.submitted_at:
+        telemetry["duration_s"] = round((finished - attempt.submitted_at).total_seconds(), 3)
+    Attempt.objects.filter(pk=attempt.pk).update(
+        state=AttemptState.SUCCEEDED, finished_at=finished, telemetry=telemetry
+    )
+    services.job_transition(
+        job_id,
+        from_states={JobState.FETCHING},
+        to_state=JobState.SUCCEEDED,
+        progress_value=1,
+        progress_max=1,
+        lease_expires_at=None,
+        message=f"{len(saved)} output(s) stored",
+    )
+
+
+def _store_output(
+    provider: ComfyUIProvider, job: RenderJob, attempt: Attempt, output: RemoteOutput, index: int
+) -> Artifact:
+    label = f"{output.filename!r} of node {output.node_id}"
+    tmp_dir = Path(settings.VAR_DIR) / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".part") as tmp:
+        with provider.fetch(output) as chunks:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > settings.ARTIFACT_MAX_BYTES:
+                    raise ProviderError(
+                        ErrorCode.OUTPUT_INVALID,
+                        f"output {label} is larger than {settings.ARTIFACT_MAX_BYTES} bytes",
+                    )
+                digest.update(chunk)
+                tmp.write(chunk)
+        tmp.flush()
+        if size == 0:
+            raise ProviderError(ErrorCode.OUTPUT_INVALID, f"output {label} is empty")
+        facts = inspect_image(Path(tmp.name), max_pixels=settings.ARTIFACT_MAX_PIXELS, label=label)
+        tmp.seek(0)
+        # The stored name is ours: the backend's file name never touches a local path.
+        name = f"{job.brief.uuid}/{job.uuid}/{attempt.uuid}-{index}.{facts.extension}"
+        stored = storages["artifacts"].save(name, File(tmp))
+    return Artifact.objects.create(
+        job=job,
+        attempt=attempt,
+        storage_name=stored,
+        content_type=facts.content_type,
+        size_bytes=size,
+        sha256=digest.hexdigest(),
+        width=facts.width,
+        height=facts.height,
+        node_id=output.node_id,
+        remote_filename=output.filename[:300],
+    )
+
+
+# -- failure and retry -------------------------------------------------------------
+def attempt_failed(attempt: Attempt, error: ProviderError) -> None:
+    """End the attempt; queue the job again within its retry budget, or end it with the error."""
+    state = {ErrorCode.CANCELLED: AttemptState.CANCELLED, ErrorCode.LOST: AttemptState.LOST}.get(
+        error.code, AttemptState.FAILED
+    )
+    ended = Attempt.objects.filter(
+        pk=attempt.pk, state__in=[AttemptState.SUBMITTING, AttemptState.RUNNING]
+    ).update(
+        state=state,
+        finished_at=timezone.now(),
+        error_code=error.code.value,
+        error_message=error.message[:5000],
+        error_detail=_jsonable(error.detail),
+    )
+    if not ended:
+        return  # someone else already ended it
+    job = RenderJob.objects.get(pk=attempt.job_id)
+    if job.state in TERMINAL_STATES:
+        return
+    if _may_retry(job, attempt, error):
+        services.job_transition(
+            job.pk,
+            from_states=IN_FLIGHT,
+            to_state=JobState.QUEUED,
+            lease_expires_at=None,
+            progress_value=0,
+            progress_max=0,
+            not_before=timezone.now() + RATE_LIMIT_PAUSE if error.retry == RetryClass.SAME_BACKEND else None,
+            message=f"attempt {attempt.number} on {attempt.backend.name}: {error.code}; trying again",
+        )
+        services.dispatch_soon()
+        return
+    services.job_transition(
+        job.pk,
+        from_states={JobState.QUEUED, *IN_FLIGHT},
+        to_state=JobState.LOST if error.code == ErrorCode.LOST else JobState.FAILED,
+        error_code=error.code.value,
+        error_message=services.error_with_hint(error, backend=attempt.backend),
+        lease_expires_at=None,
+        message=f"{error.code}: {error.message}",
+    )
+    services.dispatch_soon()
+
+
+def _may_retry(job: RenderJob, attempt: Attempt, error: ProviderError) -> bool:
+    if error.retry == RetryClass.NEVER:
+        return False
+    budget = int(job.policy.get("retry_budget", settings.RENDER_RETRY_BUDGET))
+    # Attempts lost before they reached a backend (a crash mid-submit) do not spend the budget.
+    spent = job.attempts.exclude(error_code=ErrorCode.LOST.value, submitted_at__isnull=True).count()
+    if spent > budget:
+        return False
+    if error.code == ErrorCode.OUT_OF_MEMORY:
+        # Only worth it where there is more memory.
+        vram = attempt.backend.vram_total_mb or 0
+        return Backend.objects.filter(enabled=True, draining=False, vram_total_mb__gt=vram).exists()
+    if error.code == ErrorCode.MISSING_MODEL:
+        # Only worth it where the model may be: a catalogue that has it, or one not read yet.
+        needed = models_used(job.template.graph)
+        return any(
+            other.object_info is None
+            or all(has_model(other.object_info, name, value) for name, value in needed)
+            for other in Backend.objects.filter(enabled=True, draining=False).exclude(pk=attempt.backend_id)
+        )
+    return True
+
+
+def attempt_cancel_remote(attempt: Attempt) -> None:
+    """Stop a cancelled job's render on its backend; best effort, the job is already cancelled."""
+    updated = Attempt.objects.filter(
+        pk=attempt.pk, state__in=[AttemptState.SUBMITTING, AttemptState.RUNNING]
+    ).update(state=AttemptState.CANCELLED, finished_at=timezone.now(), error_code=ErrorCode.CANCELLED.value)
+    if not updated or not attempt.remote_handle:
+        return
+    try:
+        with provider_for(attempt.backend, attempt.policy) as provider:
+            provider.cancel(handle_of(attempt))
+    except ProviderError as exc:
+        log.warning(
+            "attempt %s cancelled here, but %s could not be told: %s", attempt.uuid, attempt.backend, exc
+        )
+
+
+def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
+    try:
+        json.dumps(detail)
+        return detail
+    except (TypeError, ValueError):
+        return {"repr": repr(detail)[:2000]}
+
+
+# -- checking on a render ----------------------------------------------------------
+UNKNOWN_STRIKES = 2  # absent from /history and /queue this many checks in a row: the server forgot it
+FAILED_POLLS = 3  # unreachable this many checks in a row: the backend is gone
+
+
+def attempt_check(attempt_id: int) -> str:
+    """Ask the backend how an attempt stands and act on the answer; returns what was found.
+
+    The watcher calls this on its poll interval and after every reconnect, the
+    reconciler for whatever the watcher missed. The counters live on the attempt,
+    so either may pick up where the other left off.
+    """
+    attempt = Attempt.objects.select_related("backend", "job").get(pk=attempt_id)
+    if attempt.state not in (AttemptState.SUBMITTING, AttemptState.RUNNING):
+        return "ended"
+    if attempt.job.state == JobState.CANCELLED:
+        attempt_cancel_remote(attempt)
+        return "cancelled"
+    telemetry = dict(attempt.telemetry)
+    telemetry["history_attempts"] = telemetry.get("history_attempts", 0) + 1
+    policy = attempt.policy or {}
+    found = _ask_backend(attempt, telemetry)
+    if found in ("pending", "running", "unreachable"):
+        limit = int(policy.get("max_poll_attempts") or 0)
+        waited = (timezone.now() - (attempt.submitted_at or attempt.created_at)).total_seconds()
+        max_wait = float(policy.get("max_wait_s", settings.RENDER_MAX_WAIT))
+        if waited > max_wait or (limit and telemetry["history_attempts"] >= limit):
+            reason = "maxWait" if waited > max_wait else "attemptLimit"
+            telemetry["history_exit_reason"] = reason
+            Attempt.objects.filter(pk=attempt.pk).update(telemetry=telemetry)
+            attempt_cancel_remote_quietly(attempt)
+            attempt_failed(
+                attempt,
+                ProviderError(
+                    ErrorCode.TIMEOUT,
+                    f"the render did not finish within {max_wait:.0f} s"
+                    if reason == "maxWait"
+                    else f"the render did not finish within {limit} checks",
+                ),
+            )
+            return "timeout"
+    Attempt.objects.filter(pk=attempt.pk).update(telemetry=telemetry)
+    return found
+
+
+def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> str:
+    handle = handle_of(attempt)
+    try:
+        with provider_for(attempt.backend, attempt.policy) as provider:
+            outcome = provider.outcome(handle)
+            place = "done" if outcome is not None else provider.queue_place(handle)
+    except ProviderError as exc:
+        telemetry["failed_polls"] = telemetry.get("failed_polls", 0) + 1
+        if telemetry["failed_polls"] >= FAILED_POLLS:
+            Attempt.objects.filter(pk=attempt.pk).update(telemetry=telemetry)
+            attempt_failed(attempt, exc)
+            return "failed"
+        return "unreachable"
+    telemetry["failed_polls"] = 0
+    if outcome is not None:
+        telemetry["history_exit_reason"] = "success" if outcome.error is None else "failed"
+        Attempt.objects.filter(pk=attempt.pk).update(telemetry=telemetry)
+        if outcome.error is None:
+            attempt_finalize(attempt.pk)
+            return "done"
+        attempt_failed(attempt, outcome.error)
+        return "failed"
+    if place == "unknown" and attempt.state == AttemptState.RUNNING:
+        telemetry["unknown_checks"] = telemetry.get("unknown_checks", 0) + 1
+        if telemetry["unknown_checks"] >= UNKNOWN_STRIKES:
+            telemetry["history_exit_reason"] = "unknown"
+            Attempt.objects.filter(pk=attempt.pk).update(telemetry=telemetry)
+            attempt_failed(
+                attempt,
+                ProviderError(
+                    ErrorCode.LOST,
+                    f"{attempt.backend.name} no longer knows this render (it restarted or its queue was cleared)",
+                ),
+            )
+            return "lost"
+        return "unknown"
+    telemetry["unknown_checks"] = 0
+    if place == "running":
+        attempt_started(attempt.pk)
+    return place
+
+
+def attempt_cancel_remote_quietly(attempt: Attempt) -> None:
+    try:
+        with provider_for(attempt.backend, attempt.policy) as provider:
+            provider.cancel(handle_of(attempt))
+    except ProviderError:
+        pass

@@ -1,0 +1,175 @@
+"""Dispatch: keep every backend fed, fairly, from the jobs waiting in the database.
+
+The database is the queue. A round fills each healthy backend up to its slots
+(running renders plus `queue_depth` waiting in its own queue, so the GPU never
+waits for the studio), interactive renders first, then batches round-robin by
+brief so one big batch cannot starve another brief. Any process may run a
+round at any time: claims are conditional updates under a lock on the backend
+row, so rounds running at once never overfill a backend or claim a job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from generation import services
+from generation.attempts import attempt_create, attempt_submit
+from generation.models import Attempt, AttemptState, Backend, HealthState, JobState, RenderJob
+from generation.providers.base import ErrorCode
+from generation.workflow_validation import has_model, models_used
+
+log = logging.getLogger(__name__)
+
+OCCUPYING = (JobState.DISPATCHED, JobState.RUNNING)  # fetching no longer holds the GPU
+CANDIDATES_PER_ROUND = 500
+# Failures that send the next attempt elsewhere when there is an elsewhere.
+AVOID_AFTER = (
+    ErrorCode.UNAVAILABLE,
+    ErrorCode.TIMEOUT,
+    ErrorCode.MISSING_MODEL,
+    ErrorCode.LOST,
+    ErrorCode.OUT_OF_MEMORY,
+)
+
+
+def eligible_backends() -> list[Backend]:
+    return list(
+        Backend.objects.filter(enabled=True, draining=False, kind="comfyui")
+        .exclude(health_state=HealthState.DOWN)
+        .order_by("name")
+    )
+
+
+def _occupancy() -> Counter[int]:
+    return Counter(
+        RenderJob.objects.filter(state__in=OCCUPYING, backend__isnull=False).values_list(
+            "backend_id", flat=True
+        )
+    )
+
+
+def free_slots() -> dict[int, int]:
+    used = _occupancy()
+    return {b.pk: b.slots - used[b.pk] for b in eligible_backends() if b.slots - used[b.pk] > 0}
+
+
+def _ordered_candidates() -> list[RenderJob]:
+    now = timezone.now()
+    waiting = list(
+        RenderJob.objects.filter(state=JobState.QUEUED)
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .select_related("template")
+        .order_by("priority", "created_at", "id")[:CANDIDATES_PER_ROUND]
+    )
+    per_brief = Counter(RenderJob.objects.filter(state__in=OCCUPYING).values_list("brief_id", flat=True))
+    # Interactive before batch; then the brief with the least in flight; then first come.
+    return sorted(waiting, key=lambda job: (job.priority, per_brief[job.brief_id], job.created_at, job.pk))
+
+
+def _placement(job: RenderJob, backends: list[Backend]) -> list[Backend]:
+    """Backends that may take this job, best first."""
+    if job.requested_backend_id is not None:
+        return [b for b in backends if b.pk == job.requested_backend_id]
+    failed = list(
+        Attempt.objects.filter(job=job, error_code__in=[code.value for code in AVOID_AFTER]).select_related(
+            "backend"
+        )
+    )
+    avoid = {a.backend_id for a in failed}
+    if any(a.error_code == ErrorCode.OUT_OF_MEMORY for a in failed):
+        floor = max((a.backend.vram_total_mb or 0) for a in failed if a.error_code == ErrorCode.OUT_OF_MEMORY)
+        backends = [b for b in backends if (b.vram_total_mb or 0) > floor]
+    needed = models_used(job.template.graph)
+    ranked: list[tuple[int, str, Backend]] = []
+    for backend in backends:
+        if backend.object_info is None:
+            rank = 1  # not known yet: acceptable, after those known to have the models
+        elif all(has_model(backend.object_info, name, value) for name, value in needed):
+            rank = 0
+        else:
+            continue  # known to lack a model this workflow needs
+        ranked.append((rank + (2 if backend.pk in avoid else 0), backend.name, backend))
+    ranked.sort(key=lambda item: item[:2])
+    preferred = [b for rank, _, b in ranked if rank < 2]
+    # A backend that failed this job is used again only when nothing else can take it.
+    return preferred or [b for _, _, b in ranked]
+
+
+def _claim(job: RenderJob, backend: Backend) -> Attempt | None:
+    with transaction.atomic():
+        locked = Backend.objects.select_for_update().get(pk=backend.pk)
+        used = RenderJob.objects.filter(state__in=OCCUPYING, backend=locked).count()
+        if used >= locked.slots:
+            return None
+        moved = services.job_transition(
+            job.pk,
+            from_states={JobState.QUEUED},
+            to_state=JobState.DISPATCHED,
+            backend=locked,
+            started_at=job.started_at or timezone.now(),
+            lease_expires_at=timezone.now() + timedelta(seconds=settings.RENDER_LEASE_SECONDS),
+            message=f"dispatched to {locked.name}",
+        )
+        if not moved:
+            return None
+        job.refresh_from_db()
+        return attempt_create(job, locked)
+
+
+def _refuse_unplaceable(job: RenderJob, everyone: list[Backend]) -> bool:
+    """End a job that no backend can take, rather than leave it waiting for ever."""
+    if not everyone or job.requested_backend_id is not None or _placement(job, everyone):
+        return False
+    if any(b.object_info is None for b in everyone):
+        return False  # a catalogue not read yet may still have the models
+    missing = sorted(
+        value
+        for name, value in models_used(job.template.graph)
+        if not any(has_model(b.object_info or {}, name, value) for b in everyone)
+    )
+    what = ", ".join(repr(m) for m in missing) or "what this workflow needs"
+    return services.job_transition(
+        job.pk,
+        from_states={JobState.QUEUED},
+        to_state=JobState.FAILED,
+        error_code=ErrorCode.MISSING_MODEL.value,
+        error_message=f"No enabled backend has {what}. Hint: install it on a backend, or change the workflow.",
+        message="no backend can render this workflow",
+    )
+
+
+def dispatch_round(*, limit: int = 200) -> int:
+    """Send waiting jobs to backends with free slots; returns how many were sent."""
+    sent = 0
+    while sent < limit:
+        everyone = eligible_backends()
+        slots = free_slots()
+        if not slots:
+            break
+        backends = [b for b in everyone if b.pk in slots]
+        attempt = None
+        for job in _ordered_candidates():
+            if _refuse_unplaceable(job, everyone):
+                continue
+            for backend in _placement(job, backends):
+                attempt = _claim(job, backend)
+                if attempt is not None:
+                    break
+            if attempt is not None:
+                break
+        if attempt is None:
+            break
+        attempt_submit(Attempt.objects.select_related("backend").get(pk=attempt.pk))
+        sent += 1
+    return sent
+
+
+def submitting_attempts() -> list[Attempt]:
+    return list(Attempt.objects.filter(state=AttemptState.SUBMITTING).select_related("backend"))

@@ -1,0 +1,255 @@
+"""The render watcher: one process that follows every render on every backend.
+
+Renders are submitted under each backend's own client id, so one WebSocket per
+backend carries the messages of all of them; no process or thread waits per
+job. Progress goes to the job as it comes. When a render ends, the outputs are
+fetched on a small thread pool, and the freed slot is filled at once. While a
+socket is down, and every few poll intervals while it is up, each render out on
+that backend is checked through /history and /queue (generation.attempts.attempt_check).
+The watcher also runs dispatch and reconcile rounds itself, so renders keep
+flowing while the broker is away.
+
+Run exactly one watcher per studio: ComfyUI gives a client id's messages to the
+newest socket only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import websockets
+from django.conf import settings
+from django.db import close_old_connections
+
+from generation import attempts
+from generation.dispatch import dispatch_round
+from generation.models import Attempt, AttemptState, Backend, BackendKind
+from generation.providers.base import EventKind
+from generation.providers.comfyui import SOCKET_UP_POLL_FACTOR, parse_message, ws_url
+from generation.reconciler import reconcile
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+PROGRESS_MIN_INTERVAL = 0.2
+BACKENDS_REFRESH = 2.0
+MAX_BACKOFF = 30.0
+
+
+class Watcher:
+    def __init__(self, *, workers: int = 8) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="watcher")
+        self.backends: dict[int, asyncio.Task[None]] = {}
+        self.stopping = asyncio.Event()
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        def call() -> T:
+            close_old_connections()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                close_old_connections()
+
+        return await asyncio.get_running_loop().run_in_executor(self.pool, call)
+
+    async def run(self) -> None:
+        tickers = [
+            asyncio.create_task(self._every(settings.DISPATCH_INTERVAL, dispatch_round)),
+            asyncio.create_task(self._every(settings.RECONCILE_INTERVAL, reconcile)),
+        ]
+        try:
+            while not self.stopping.is_set():
+                await self._refresh_backends()
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), BACKENDS_REFRESH)
+                except TimeoutError:
+                    pass
+        finally:
+            for task in [*tickers, *self.backends.values()]:
+                task.cancel()
+            await asyncio.gather(*tickers, *self.backends.values(), return_exceptions=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
+        while True:
+            try:
+                await self.db(fn)
+            except Exception:
+                log.exception("%s failed; trying again in %.0f s", fn.__name__, seconds)
+            await asyncio.sleep(seconds)
+
+    async def _refresh_backends(self) -> None:
+        rows = await self.db(
+            lambda: list(
+                Backend.objects.filter(enabled=True, kind=BackendKind.COMFYUI).values_list(
+                    "pk", "base_url", "uuid"
+                )
+            )
+        )
+        wanted = {pk: (url, f"storycore-{uid}") for pk, url, uid in rows}
+        for pk in set(self.backends) - set(wanted):
+            self.backends.pop(pk).cancel()
+        for pk, (url, client_id) in wanted.items():
+            task = self.backends.get(pk)
+            if task is None or task.done():
+                self.backends[pk] = asyncio.create_task(BackendWatch(self, pk, url, client_id).run())
+
+
+class BackendWatch:
+    """One backend: its socket, and the checks that back it up."""
+
+    def __init__(self, watcher: Watcher, backend_id: int, base_url: str, client_id: str) -> None:
+        self.watcher = watcher
+        self.backend_id = backend_id
+        self.base_url = base_url
+        self.client_id = client_id
+        self.connected = False
+        self.check_now = asyncio.Event()
+        self.attempt_ids: dict[str, int] = {}
+        self.last_progress: dict[int, float] = {}
+        self.finishing: set[int] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        poller = asyncio.create_task(self._poll())
+        try:
+            await self._follow_socket()
+        finally:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+
+    async def _follow_socket(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with websockets.connect(
+                    ws_url(self.base_url, self.client_id),
+                    open_timeout=settings.RENDER_CONNECT_TIMEOUT,
+                    max_size=64 * 1024 * 1024,
+                    max_queue=None,
+                    close_timeout=1,
+                ) as socket:
+                    self.connected = True
+                    delay = 0.5
+                    await self._record_socket(True)
+                    self.check_now.set()  # ComfyUI replays nothing: resync from /history at once
+                    async for message in socket:
+                        await self._on_message(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("backend %s socket: %s; following /history", self.base_url, exc.__class__.__name__)
+            if self.connected:
+                await self._record_socket(False)
+            self.connected = False
+            self.check_now.set()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+
+    async def _record_socket(self, connected: bool) -> None:
+        await self.watcher.db(
+            lambda: Backend.objects.filter(pk=self.backend_id).update(socket_connected=connected)
+        )
+
+    async def _attempt_id(self, prompt_id: str) -> int | None:
+        if prompt_id in self.attempt_ids:
+            return self.attempt_ids[prompt_id]
+        found = await self.watcher.db(
+            lambda: Attempt.objects.filter(backend_id=self.backend_id, remote_handle=prompt_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if found is not None:
+            self.attempt_ids[prompt_id] = found
+        return found
+
+    async def _on_message(self, message: str | bytes) -> None:
+        parsed = parse_message(message)
+        if parsed is None:
+            return
+        prompt_id, event = parsed
+        if prompt_id is None:
+            return
+        attempt_id = await self._attempt_id(prompt_id)
+        if attempt_id is None or attempt_id in self.finishing:
+            return
+        if event.kind in (EventKind.STARTED, EventKind.NODE):
+            if attempt_id not in self.last_progress:
+                self.last_progress[attempt_id] = 0.0
+                await self.watcher.db(attempts.attempt_started, attempt_id)
+        elif event.kind == EventKind.PROGRESS and event.value is not None and event.maximum:
+            now = time.monotonic()
+            if (
+                now - self.last_progress.get(attempt_id, 0.0) >= PROGRESS_MIN_INTERVAL
+                or event.value >= event.maximum
+            ):
+                self.last_progress[attempt_id] = now
+                await self.watcher.db(
+                    attempts.attempt_progress, attempt_id, value=event.value, maximum=event.maximum
+                )
+        elif event.kind == EventKind.FINISHED:
+            self._finish(attempt_id, lambda: attempts.attempt_finalize(attempt_id))
+        elif event.kind == EventKind.FAILED and event.error is not None:
+            error = event.error
+            self._finish(
+                attempt_id, lambda: attempts.attempt_failed(Attempt.objects.get(pk=attempt_id), error)
+            )
+
+    def _finish(self, attempt_id: int, work: Callable[[], None]) -> None:
+        """End an attempt off the event loop, then fill the freed slot at once."""
+        self.finishing.add(attempt_id)
+
+        async def run() -> None:
+            try:
+                await self.watcher.db(work)
+                await self.watcher.db(dispatch_round)
+            except Exception:
+                log.exception("ending attempt %s failed; the reconciler will retry", attempt_id)
+            finally:
+                self.finishing.discard(attempt_id)
+                self.last_progress.pop(attempt_id, None)
+
+        task = asyncio.create_task(run())
+        self.tasks.add(task)  # a reference, or the loop may drop the task mid-fetch
+        task.add_done_callback(self.tasks.discard)
+
+    async def _poll(self) -> None:
+        while True:
+            interval = settings.RENDER_POLL_INTERVAL * (SOCKET_UP_POLL_FACTOR if self.connected else 1)
+            try:
+                await asyncio.wait_for(self.check_now.wait(), interval)
+            except TimeoutError:
+                pass
+            self.check_now.clear()
+            out = await self.watcher.db(
+                lambda: list(
+                    Attempt.objects.filter(
+                        backend_id=self.backend_id, state=AttemptState.RUNNING
+                    ).values_list("pk", flat=True)
+                )
+            )
+            for attempt_id in out:
+                if attempt_id in self.finishing:
+                    continue
+                try:
+                    await self.watcher.db(attempts.attempt_check, attempt_id)
+                except Exception:
+                    log.exception("checking attempt %s failed", attempt_id)
+
+
+def run_watcher() -> None:
+    watcher = Watcher()
+    loop = asyncio.new_event_loop()
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, watcher.stopping.set)
+    log.info("render watcher started")
+    loop.run_until_complete(watcher.run())
+    loop.close()
+    log.info("render watcher stopped")
