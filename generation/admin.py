@@ -9,7 +9,17 @@ from django.utils.html import format_html
 
 from generation import services
 from generation.forms import WorkflowImportForm
-from generation.models import Artifact, Attempt, Backend, JobEvent, RenderBatch, RenderJob, WorkflowTemplate
+from generation.models import (
+    Artifact,
+    Attempt,
+    Backend,
+    BackendState,
+    JobEvent,
+    QueuePolicy,
+    RenderBatch,
+    RenderJob,
+    WorkflowTemplate,
+)
 from generation.providers.base import ProviderError
 from generation.workflow_binding import TemplateError
 
@@ -20,17 +30,48 @@ class BackendAdmin(admin.ModelAdmin):
         "name",
         "kind",
         "base_url",
-        "enabled",
-        "is_default",
+        "state_shown",
+        "in_flight",
         "capacity",
-        "health_state",
+        "queue_depth",
+        "socket_connected",
+        "is_default",
         "health_checked_at",
     ]
-    list_filter = ["kind", "enabled", "health_state"]
+    list_filter = ["kind", "enabled", "draining", "health_state"]
     search_fields = ["name", "base_url"]
-    readonly_fields = ["uuid", "health_state", "health_message", "health_checked_at", "created_at"]
-    actions = ["check_health", "refresh_object_info"]
+    readonly_fields = [
+        "uuid",
+        "health_state",
+        "health_message",
+        "health_checked_at",
+        "vram_total_mb",
+        "socket_connected",
+        "object_info_fetched_at",
+        "created_at",
+    ]
+    actions = ["check_health", "refresh_object_info", "drain", "undrain"]
     list_display_links = ["name"]
+
+    @admin.display(description="State")
+    def state_shown(self, backend: Backend) -> str:
+        return BackendState(backend.state).label
+
+    @admin.display(description="In flight")
+    def in_flight(self, backend: Backend) -> int:
+        return backend.render_jobs.filter(state__in=["dispatched", "running", "fetching"]).count()
+
+    @admin.action(description="Drain: finish queued renders, take nothing new")
+    def drain(self, request: HttpRequest, queryset: QuerySet[Backend]) -> None:
+        for backend in queryset:
+            services.backend_set_draining(backend=backend, draining=True)
+        self.message_user(request, f"{queryset.count()} backend(s) draining.")
+
+    @admin.action(description="Undrain: take new renders again")
+    def undrain(self, request: HttpRequest, queryset: QuerySet[Backend]) -> None:
+        for backend in queryset:
+            services.backend_set_draining(backend=backend, draining=False)
+        self.message_user(request, f"{queryset.count()} backend(s) taking renders.")
 
     @admin.action(description="Check health now")
     def check_health(self, request: HttpRequest, queryset: QuerySet[Backend]) -> None:
@@ -48,6 +89,20 @@ class BackendAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{backend.name}: {exc.message}", messages.ERROR)
             else:
                 self.message_user(request, f"{backend.name}: {len(info)} node types", messages.SUCCESS)
+
+
+@admin.register(QueuePolicy)
+class QueuePolicyAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "max_wait_s",
+        "poll_interval_s",
+        "max_poll_attempts",
+        "post_execution_timeout_s",
+        "retry_budget",
+        "is_default",
+    ]
+    search_fields = ["name"]
 
 
 @admin.register(WorkflowTemplate)

@@ -1,11 +1,12 @@
 """REST API for renders: submit, follow, cancel, download."""
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
+from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,8 +14,16 @@ from rest_framework.views import APIView
 from briefs.selectors import briefs_visible_to, scenes_visible_to
 from generation import services
 from generation.downloads import artifact_response
-from generation.models import Artifact, Backend, RenderJob, WorkflowTemplate
+from generation.models import Artifact, Backend, QueuePolicy, RenderJob, WorkflowTemplate
 from generation.selectors import artifacts_visible_to, jobs_visible_to
+
+
+class PolicyOverridesSerializer(serializers.Serializer):
+    max_wait_s = serializers.FloatField(required=False, min_value=1, max_value=7 * 24 * 3600)
+    poll_interval_s = serializers.FloatField(required=False, min_value=0.05, max_value=600)
+    max_poll_attempts = serializers.IntegerField(required=False, min_value=0, max_value=1_000_000)
+    post_execution_timeout_s = serializers.FloatField(required=False, min_value=0.1, max_value=3600)
+    retry_budget = serializers.IntegerField(required=False, min_value=0, max_value=10)
 
 
 class RenderInputSerializer(serializers.Serializer):
@@ -30,7 +39,18 @@ class RenderInputSerializer(serializers.Serializer):
         queryset=Backend.objects.filter(enabled=True),
         required=False,
         allow_null=True,
-        help_text="Backend name; the default backend when left out.",
+        help_text="Backend name: only this backend renders it. Left out, dispatch chooses.",
+    )
+    policy = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=QueuePolicy.objects.all(),
+        required=False,
+        allow_null=True,
+        source="preset",
+        help_text="Queue policy preset by name, e.g. 'Fast iteration'; the studio default when left out.",
+    )
+    policy_overrides = PolicyOverridesSerializer(
+        required=False, help_text="Single knobs that replace the preset's for this render or batch."
     )
 
 
@@ -75,6 +95,7 @@ class JobOutputSerializer(serializers.ModelSerializer):
             "template_version",
             "backend",
             "params",
+            "policy",
             "state",
             "error_code",
             "error_message",
@@ -158,3 +179,84 @@ class ArtifactDownloadApi(APIView):
             artifacts_visible_to(request.user).select_related("job__scene"), uuid=artifact_uuid
         )
         return artifact_response(artifact, as_attachment=True)
+
+
+class BackendOutputSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(read_only=True)
+    in_flight = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Backend
+        fields = [
+            "uuid",
+            "name",
+            "kind",
+            "base_url",
+            "enabled",
+            "draining",
+            "state",
+            "health_message",
+            "health_checked_at",
+            "capacity",
+            "queue_depth",
+            "in_flight",
+            "socket_connected",
+            "vram_total_mb",
+        ]
+
+
+def _backends_with_load() -> QuerySet[Backend]:
+    return Backend.objects.annotate(
+        in_flight=Count("render_jobs", filter=Q(render_jobs__state__in=["dispatched", "running", "fetching"]))
+    )
+
+
+class BackendListApi(generics.ListAPIView):
+    """Backends and their state (staff only)."""
+
+    serializer_class = BackendOutputSerializer
+    permission_classes = [IsAdminUser]
+
+    def get_queryset(self) -> QuerySet[Backend]:
+        return _backends_with_load().order_by("name")
+
+
+class DrainInputSerializer(serializers.Serializer):
+    drain = serializers.BooleanField(default=True)
+
+
+class BackendDrainApi(APIView):
+    """Drain a backend (finish what it has, take nothing new), or with drain=false feed it again."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=DrainInputSerializer, responses={200: BackendOutputSerializer})
+    def post(self, request: Request, backend_uuid: str) -> Response:
+        backend = get_object_or_404(Backend, uuid=backend_uuid)
+        incoming = DrainInputSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        services.backend_set_draining(backend=backend, draining=incoming.validated_data["drain"])
+        annotated = _backends_with_load().get(pk=backend.pk)
+        return Response(BackendOutputSerializer(annotated).data)
+
+
+class QueuePolicySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = QueuePolicy
+        fields = [
+            "name",
+            "description",
+            "max_wait_s",
+            "poll_interval_s",
+            "max_poll_attempts",
+            "post_execution_timeout_s",
+            "retry_budget",
+            "is_default",
+        ]
+
+
+class QueuePolicyListApi(generics.ListAPIView):
+    """Queue policy presets a render or batch may name."""
+
+    serializer_class = QueuePolicySerializer
+    queryset = QueuePolicy.objects.order_by("name")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -145,7 +146,7 @@ def _refuse_unplaceable(job: RenderJob, everyone: list[Backend]) -> bool:
     )
 
 
-def dispatch_round(*, limit: int = 200) -> int:
+def dispatch_round(*, limit: int = 200, submit: Callable[[Attempt], None] = attempt_submit) -> int:
     """Send waiting jobs to backends with free slots; returns how many were sent."""
     sent = 0
     while sent < limit:
@@ -166,7 +167,7 @@ def dispatch_round(*, limit: int = 200) -> int:
                 break
         if attempt is None:
             break
-        attempt_submit(Attempt.objects.select_related("backend").get(pk=attempt.pk))
+        submit(Attempt.objects.select_related("backend").get(pk=attempt.pk))
         sent += 1
     return sent
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import random
+import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from generation.models import (
     AttemptState,
     Backend,
     BackendKind,
+    HealthState,
     JobEvent,
     JobState,
     Priority,
@@ -150,11 +152,42 @@ def backend_register_preview(*, url: str, name: str = "Storyboard preview") -> B
     return backend
 
 
-def backend_record_health(*, backend: Backend, reachable: bool, message: str) -> None:
-    state = "healthy" if reachable else "down"
-    Backend.objects.filter(pk=backend.pk).update(
-        health_state=state, health_message=message[:500], health_checked_at=timezone.now()
-    )
+# A backend answering slower than this is degraded: it works, but something is wrong.
+DEGRADED_LATENCY_S = 2.0
+
+
+def backend_record_health(
+    *,
+    backend: Backend,
+    reachable: bool,
+    message: str,
+    latency_s: float = 0.0,
+    vram_total_mb: int | None = None,
+) -> str:
+    if not reachable:
+        state = HealthState.DOWN
+    elif latency_s > DEGRADED_LATENCY_S:
+        state = HealthState.DEGRADED
+        message = f"{message}; answered in {latency_s:.1f} s"
+    else:
+        state = HealthState.HEALTHY
+    fields: dict[str, Any] = {
+        "health_state": state,
+        "health_message": message[:500],
+        "health_checked_at": timezone.now(),
+    }
+    if vram_total_mb is not None:
+        fields["vram_total_mb"] = vram_total_mb
+    Backend.objects.filter(pk=backend.pk).update(**fields)
+    return state
+
+
+@transaction.atomic
+def backend_set_draining(*, backend: Backend, draining: bool) -> None:
+    """Drain: finish what the backend has, take nothing new. Undrain: feed it again."""
+    Backend.objects.filter(pk=backend.pk).update(draining=draining)
+    if not draining:
+        dispatch_soon()
 
 
 # -- submitting ---------------------------------------------------------------
@@ -460,10 +493,20 @@ def backend_check_health(*, backend: Backend) -> BackendHealth:
     """Ask the backend how it is and record the answer."""
     from generation.attempts import provider_for
 
+    started = time.monotonic()
     try:
         with provider_for(backend) as provider:
             result = provider.health()
     except ProviderError as exc:
         result = BackendHealth(reachable=False, message=exc.message)
-    backend_record_health(backend=backend, reachable=result.reachable, message=result.message)
+    vram: list[float] = [
+        float(d["vram_total"]) for d in result.devices if isinstance(d.get("vram_total"), int | float)
+    ]
+    backend_record_health(
+        backend=backend,
+        reachable=result.reachable,
+        message=result.message,
+        latency_s=time.monotonic() - started,
+        vram_total_mb=int(max(vram) // (1024 * 1024)) if vram else None,
+    )
     return result

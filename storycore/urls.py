@@ -6,10 +6,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from briefs.api import BriefDetailApi, BriefListCreateApi, SceneCreateApi
 from generation.api import (
     ArtifactDownloadApi,
+    BackendDrainApi,
+    BackendListApi,
     BriefJobsApi,
     BriefRenderApi,
     JobCancelApi,
     JobDetailApi,
+    QueuePolicyListApi,
     SceneRenderApi,
 )
 from storycore.health import health
@@ -24,6 +27,9 @@ api_v1 = [
     path("jobs/<uuid:job_uuid>/", JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<uuid:job_uuid>/cancel/", JobCancelApi.as_view(), name="job-cancel"),
     path("artifacts/<uuid:artifact_uuid>/download/", ArtifactDownloadApi.as_view(), name="artifact-download"),
+    path("backends/", BackendListApi.as_view(), name="backend-list"),
+    path("backends/<uuid:backend_uuid>/drain/", BackendDrainApi.as_view(), name="backend-drain"),
+    path("queue-policies/", QueuePolicyListApi.as_view(), name="queue-policy-list"),
 ]
 
 urlpatterns = [

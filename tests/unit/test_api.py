@@ -107,3 +107,53 @@ def test_the_openapi_schema_lists_the_render_routes(client):
     assert "/api/v1/scenes/{scene_uuid}/renders/" in paths
     assert "/api/v1/artifacts/{artifact_uuid}/download/" in paths
     assert client.get("/api/docs/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_backends_are_listed_for_staff_only_without_secrets(api_client, backend, writer):
+    body = api_client.get("/api/v1/backends/").json()
+    [row] = body["results"]
+    assert row["name"] == "Storyboard preview"
+    assert row["state"] == "unknown"
+    assert row["in_flight"] == 0
+    client = APIClient()
+    client.force_authenticate(writer)
+    assert client.get("/api/v1/backends/").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_drain_and_undrain_a_backend(api_client, backend):
+    drained = api_client.post(
+        f"/api/v1/backends/{backend.uuid}/drain/", {"drain": True}, format="json"
+    ).json()
+    assert (drained["draining"], drained["state"]) == (True, "draining")
+    again = api_client.post(f"/api/v1/backends/{backend.uuid}/drain/", {"drain": False}, format="json").json()
+    assert again["draining"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_names_a_policy_preset_and_overrides_one_knob(api_client, brief, template, backend):
+    from generation.models import QueuePolicy
+
+    QueuePolicy.objects.get_or_create(name="Fast iteration", defaults={"max_wait_s": 120, "retry_budget": 0})
+    response = api_client.post(
+        f"/api/v1/briefs/{brief.uuid}/renders/",
+        {"policy": "Fast iteration", "policy_overrides": {"retry_budget": 2}},
+        format="json",
+    )
+    assert response.status_code == 202, response.json()
+    policy = response.json()["jobs"][0]["policy"]
+    assert (policy["max_wait_s"], policy["retry_budget"]) == (120, 2)
+    assert "Fast iteration" in policy["name"]
+    assert [p["name"] for p in api_client.get("/api/v1/queue-policies/").json()["results"]] == [
+        "Fast iteration"
+    ]
+
+
+@pytest.mark.django_db
+def test_a_policy_override_out_of_range_is_a_field_error(api_client, brief, template, backend):
+    response = api_client.post(
+        f"/api/v1/briefs/{brief.uuid}/renders/", {"policy_overrides": {"poll_interval_s": 0}}, format="json"
+    )
+    assert response.status_code == 400
+    assert "poll_interval_s" in response.json()["policy_overrides"]
