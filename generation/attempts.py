@@ -307,6 +307,9 @@ def attempt_failed(attempt: Attempt, error: ProviderError) -> None:
     )
     if not ended:
         return  # someone else already ended it
+    if error.code == ErrorCode.UNAVAILABLE:
+        # Take it out of dispatch now; the next health check brings it back when it answers.
+        services.backend_record_health(backend=attempt.backend, reachable=False, message=error.message)
     job = RenderJob.objects.get(pk=attempt.job_id)
     if job.state in TERMINAL_STATES:
         return
@@ -338,6 +341,8 @@ def attempt_failed(attempt: Attempt, error: ProviderError) -> None:
 def _may_retry(job: RenderJob, attempt: Attempt, error: ProviderError) -> bool:
     if error.retry == RetryClass.NEVER:
         return False
+    if error.retry == RetryClass.ANOTHER_BACKEND and job.requested_backend_id is not None:
+        return False  # asked for this backend only: there is no other to try
     budget = int(job.policy.get("retry_budget", settings.RENDER_RETRY_BUDGET))
     # Attempts lost before they reached a backend (a crash mid-submit) do not spend the budget.
     spent = job.attempts.exclude(error_code=ErrorCode.LOST.value, submitted_at__isnull=True).count()

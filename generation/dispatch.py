@@ -126,7 +126,20 @@ def _claim(job: RenderJob, backend: Backend) -> Attempt | None:
 
 def _refuse_unplaceable(job: RenderJob, everyone: list[Backend]) -> bool:
     """End a job that no backend can take, rather than leave it waiting for ever."""
-    if not everyone or job.requested_backend_id is not None or _placement(job, everyone):
+    if job.requested_backend_id is not None:
+        requested = Backend.objects.filter(pk=job.requested_backend_id).first()
+        if requested is None or (requested.enabled and not requested.draining):
+            return False  # a backend that is down may come back
+        why = "disabled" if not requested.enabled else "draining"
+        return services.job_transition(
+            job.pk,
+            from_states={JobState.QUEUED},
+            to_state=JobState.FAILED,
+            error_code=ErrorCode.CONFIG_INVALID.value,
+            error_message=f"The backend asked for, {requested.name}, is {why}. Hint: render again without naming it.",
+            message=f"requested backend {why}",
+        )
+    if not everyone or _placement(job, everyone):
         return False
     if any(b.object_info is None for b in everyone):
         return False  # a catalogue not read yet may still have the models

@@ -510,3 +510,13 @@ def backend_check_health(*, backend: Backend) -> BackendHealth:
         vram_total_mb=int(max(vram) // (1024 * 1024)) if vram else None,
     )
     return result
+
+
+def check_backends() -> None:
+    """Health of every enabled backend, and its node catalogue when that is stale."""
+    for backend in Backend.objects.filter(enabled=True):
+        if backend_check_health(backend=backend).reachable:
+            try:
+                backend_object_info(backend=backend)  # refetched only when stale
+            except ProviderError:
+                pass  # the next check tries again; the health state already says why

@@ -2,8 +2,6 @@
 
 from celery import shared_task
 
-from generation.providers.base import ProviderError
-
 
 @shared_task(name="generation.dispatch", acks_late=True, ignore_result=True)
 def dispatch() -> None:
@@ -31,12 +29,6 @@ def cancel_attempt(attempt_id: int) -> None:
 
 @shared_task(name="generation.check_backends", acks_late=True, ignore_result=True)
 def check_backends() -> None:
-    from generation.models import Backend
-    from generation.services import backend_check_health, backend_object_info
+    from generation.services import check_backends as run
 
-    for backend in Backend.objects.filter(enabled=True):
-        if backend_check_health(backend=backend).reachable:
-            try:
-                backend_object_info(backend=backend)  # refetched only when stale
-            except ProviderError:
-                pass  # the next check tries again; the health state already says why
+    run()

@@ -32,6 +32,7 @@ from generation.models import Attempt, AttemptState, Backend, BackendKind
 from generation.providers.base import EventKind
 from generation.providers.comfyui import SOCKET_UP_POLL_FACTOR, parse_message, ws_url
 from generation.reconciler import reconcile
+from generation.services import check_backends
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class Watcher:
         tickers = [
             asyncio.create_task(self._every(settings.DISPATCH_INTERVAL, dispatch_round)),
             asyncio.create_task(self._every(settings.RECONCILE_INTERVAL, reconcile)),
+            asyncio.create_task(self._every(settings.BACKEND_HEALTH_INTERVAL, check_backends)),
         ]
         try:
             while not self.stopping.is_set():

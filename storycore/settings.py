@@ -201,10 +201,11 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+BACKEND_HEALTH_INTERVAL = env_float("BACKEND_HEALTH_INTERVAL", 30.0, minimum=1.0)
 CELERY_BEAT_SCHEDULE = {
     "check-backends": {
         "task": "generation.check_backends",
-        "schedule": env_float("BACKEND_HEALTH_INTERVAL", 30.0, minimum=1.0),
+        "schedule": BACKEND_HEALTH_INTERVAL,
     },
     "reconcile": {"task": "generation.reconcile", "schedule": RECONCILE_INTERVAL},
     "dispatch": {"task": "generation.dispatch", "schedule": DISPATCH_INTERVAL},

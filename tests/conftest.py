@@ -72,9 +72,13 @@ def brief(staff_user):
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(django_db_setup, django_db_blocker, tmp_path_factory):
-    """One set of real processes for the whole session, on the test database."""
+    """Real processes for one test module, on the test database.
+
+    Per module, not per session: the render watcher dispatches whatever it finds
+    queued, so it must be gone before tests that queue jobs without it run.
+    """
     database = django_settings.DATABASES["default"]
     if database["ENGINE"] == "django.db.backends.sqlite3":
         database_url = f"sqlite:///{database['NAME']}"

@@ -4,6 +4,7 @@ studio copes with a dropped WebSocket or a backend that goes away mid-render."""
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import threading
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ class _Link:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter
     websocket: bool
+    doomed: bool = False
 
 
 @dataclass
@@ -23,6 +25,9 @@ class FlakyProxy:
     target_port: int
     port: int = 0
     refuse_websockets: bool = False
+    # Share of POST /prompt whose answer is cut off after the server accepted the prompt.
+    lose_prompt_answers: float = 0.0
+    lost_answers: int = 0
     requests: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -61,24 +66,42 @@ class FlakyProxy:
             return
         link = _Link(writer, up_writer, websocket)
         self._links.add(link)
-        self._record(first)
+        self._record(first, link)
         up_writer.write(first)
         await asyncio.gather(
-            self._pump(reader, up_writer, record=True), self._pump(up_reader, writer), return_exceptions=True
+            self._pump(reader, up_writer, link=link),
+            self._pump(up_reader, writer, answers=link),
+            return_exceptions=True,
         )
         self._links.discard(link)
 
-    def _record(self, chunk: bytes) -> None:
+    def _record(self, chunk: bytes, link: _Link) -> None:
         # Kept-alive connections carry many requests: note every request line seen.
-        self.requests.extend(REQUEST_LINE.findall(chunk))
+        lines = REQUEST_LINE.findall(chunk)
+        self.requests.extend(lines)
+        if (
+            any(line.startswith(b"POST /prompt") for line in lines)
+            and random.random() < self.lose_prompt_answers
+        ):
+            link.doomed = True
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: bool = False
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: _Link | None = None,
+        answers: _Link | None = None,
     ) -> None:
         try:
             while chunk := await reader.read(65536):
-                if record:
-                    self._record(chunk)
+                if link is not None:
+                    self._record(chunk, link)
+                if answers is not None and answers.doomed:
+                    # The server accepted the prompt; its answer never arrives.
+                    self.lost_answers += 1
+                    answers.client.transport.abort()
+                    answers.upstream.transport.abort()
+                    return
                 writer.write(chunk)
                 await writer.drain()
         finally:

@@ -3,7 +3,8 @@
 Test modules import `open_target` (and whatever helpers they use) from here; conftest.py
 stays untouched. A test asks `open_target(transcript)` for a server; the fixture is
 parametrized, so every such test runs once against the replay server ("replay") and once
-against the storyboard preview server ("preview").
+against the storyboard preview server ("preview"). `socket_watch` wraps the adapter's socket so
+a test can see every frame the provider read.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.sync.client import ClientConnection
 
+from generation.providers import comfyui
 from generation.providers.base import EventKind, ProgressEvent, RemoteHandle, RenderRequest
 from generation.providers.comfyui import ComfyUIProvider, Timeouts
 
@@ -29,6 +32,8 @@ from .replay_server import ReplayServer
 # poll_interval 0.2 s means /history is read every second while the socket is up.
 TIMEOUTS = Timeouts(connect=5.0, read=10.0, poll_interval=0.2, max_wait=15.0, post_execution=3.0)
 CLOSE_WAIT_S = 1.0
+# What a client that wants preview metadata sends as its first socket message.
+FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
 
 
 class RecordingTransport(httpx.HTTPTransport):
@@ -116,6 +121,53 @@ def collect_events(
 
 def kinds(events: list[ProgressEvent]) -> list[EventKind]:
     return [event.kind for event in events]
+
+
+class WatchedSocket:
+    """The provider's own socket, keeping every frame the provider read from it."""
+
+    def __init__(self, connection: ClientConnection, url: str) -> None:
+        self.connection = connection
+        self.url = url
+        self.frames: list[str | bytes] = []
+
+    def recv(self, timeout: float | None = None) -> str | bytes:
+        frame = self.connection.recv(timeout=timeout)
+        self.frames.append(frame)
+        return frame
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)
+
+
+@dataclasses.dataclass
+class SocketWatch:
+    """The sockets providers opened; with `negotiate`, each sends feature_flags as its first message."""
+
+    opened: list[WatchedSocket] = dataclasses.field(default_factory=list)
+    negotiate: bool = False
+
+
+@pytest.fixture
+def socket_watch(monkeypatch: pytest.MonkeyPatch) -> SocketWatch:
+    """Watch every socket a provider opens during the test (the adapter's `connect` is wrapped)."""
+    watch = SocketWatch()
+    real_connect = comfyui.connect
+
+    def connect(url: str, **options: Any) -> WatchedSocket:
+        socket = WatchedSocket(real_connect(url, **options), url)
+        if watch.negotiate:
+            socket.connection.send(json.dumps(FEATURE_FLAGS))
+        watch.opened.append(socket)
+        return socket
+
+    monkeypatch.setattr(comfyui, "connect", connect)
+    return watch
+
+
+def frames_read(watch: SocketWatch) -> list[dict[str, Any]]:
+    """The JSON frames the providers read from their sockets (binary ones left out)."""
+    return [json.loads(frame) for socket in watch.opened for frame in socket.frames if isinstance(frame, str)]
 
 
 @pytest.fixture(params=["replay", "preview"])

@@ -12,6 +12,8 @@ real server's behaviour without running one. How it decides what to answer:
   and the same `prompt` for `/prompt`; the same `prompt_id` when the recorded JSON body has one
   (and a `/prompt` id the client chose must be the one the recorded run got); the same file name,
   bytes and form fields for `/upload/image`. Recorded POSTs the client jumped over are skipped.
+  Where the repository lacks a recorded upload's bytes, a test may name the bytes that stand
+  for them (`substitute_upload`); the upload then matches by name and fields, and says so in notes.
 * GETs are not consumed (they change nothing). A GET is answered with the latest matching step
   recorded before the next POST the client has not made. If that answer was recorded later on
   the timeline than "now", it came from the future: the replay then serves a stand-in the test
@@ -129,6 +131,8 @@ class ReplayServer:
         self.unmatched: list[str] = []
         self.notes: list[str] = []
         self._stand_ins: dict[tuple[str, str], tuple[str, Reply]] = {}
+        # sha256 of bytes a test uploads -> (sha256 of the recorded upload they stand for, why)
+        self._upload_substitutes: dict[str, tuple[str, str]] = {}
         self._files = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in data_dir.glob("*.png")}
         recorded = json.loads((data_dir / transcript).read_text(encoding="utf-8"))
         self._steps = [self._load_step(i, step) for i, step in enumerate(recorded.get("steps", []))]
@@ -219,6 +223,15 @@ class ReplayServer:
                 item = entry["prompt"] if entry else item
         assert item is not None, f"{self.name} records no history entry for {prompt_id}"
         self.stand_in("/queue", {"queue_running": [item], "queue_pending": []}, f"{prompt_id} running")
+
+    def substitute_upload(self, recorded_sha256: str, content: bytes, why: str) -> None:
+        """Let an upload of `content` match a recorded upload whose bytes were not kept.
+
+        The recordings keep only the sha256 of most uploaded files. A test that must upload
+        something names the bytes it uses instead; name and form fields must still match.
+        """
+        sent = hashlib.sha256(content).hexdigest()
+        self._on_loop(lambda: self._upload_substitutes.update({sent: (recorded_sha256, why)}))
 
     def clear_stand_ins(self) -> None:
         self._on_loop(self._stand_ins.clear)
@@ -327,8 +340,12 @@ class ReplayServer:
         for step in self._steps:
             if step.method == "GET" or step.state != "open" or not _same_path(step.path, path):
                 continue
-            if not _same_request(step, body, content_type):
+            if not _same_request(step, body, content_type, self._upload_substitutes):
                 continue
+            if "form_files" in step.request and not _same_request(step, body, content_type):
+                recorded_files = {f["sha256"] for f in step.request["form_files"].values()}
+                whys = [why for sha, why in self._upload_substitutes.values() if sha in recorded_files]
+                self.notes.append(f"{method} {path} ({step.label}): other bytes stand in: {'; '.join(whys)}")
             now = self._now()
             for earlier in self._steps[: step.index]:
                 if earlier.method != "GET" and earlier.state == "open":
@@ -419,13 +436,15 @@ def _same_path(recorded: str, received: str) -> bool:
     return unquote(recorded) == unquote(received)
 
 
-def _same_request(step: _Step, body: bytes, content_type: str) -> bool:
+def _same_request(
+    step: _Step, body: bytes, content_type: str, substitutes: dict[str, tuple[str, str]] | None = None
+) -> bool:
     """Whether a POST body is the recorded one, by the fields that pick one recorded step."""
     recorded = step.request
     if "raw_body" in recorded:
         return body == recorded["raw_body"].encode("utf-8")
     if "form_files" in recorded:
-        return _same_upload(recorded, body, content_type)
+        return _same_upload(recorded, body, content_type, substitutes or {})
     expected = recorded.get("json")
     if not isinstance(expected, dict):
         return True  # no body, or one that names nothing: method and path decide
@@ -445,7 +464,9 @@ def _same_request(step: _Step, body: bytes, content_type: str) -> bool:
     return True
 
 
-def _same_upload(recorded: dict[str, Any], body: bytes, content_type: str) -> bool:
+def _same_upload(
+    recorded: dict[str, Any], body: bytes, content_type: str, substitutes: dict[str, tuple[str, str]]
+) -> bool:
     message = BytesParser(policy=HTTP).parsebytes(
         b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
     )
@@ -458,7 +479,8 @@ def _same_upload(recorded: dict[str, Any], body: bytes, content_type: str) -> bo
         if filename is None:
             fields[str(name)] = content.decode("utf-8")
         else:
-            files[str(name)] = (filename, hashlib.sha256(content).hexdigest())
+            sha256 = hashlib.sha256(content).hexdigest()
+            files[str(name)] = (filename, substitutes.get(sha256, (sha256, ""))[0])
     wanted = {name: (f["filename"], f["sha256"]) for name, f in recorded["form_files"].items()}
     recorded_fields = recorded.get("form_fields") or {}
 

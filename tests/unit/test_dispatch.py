@@ -168,3 +168,16 @@ def test_two_workers_racing_for_one_job_a_thousand_times_one_wins_each_time(temp
         wins.append(results.count(True))
     print(f"{rounds} races: {wins.count(1)} with exactly one winner")
     assert wins == [1] * rounds
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_render_asked_for_a_draining_backend_fails_with_a_reason_instead_of_waiting(template, staff_user):
+    drained = _backend("drained", draining=True)
+    _backend("free")
+    job = services.render_job_submit(
+        scene=_brief(staff_user, "B", 1).scenes.get(), user=staff_user, backend=drained
+    )
+    dispatch_round(submit=record)
+    job.refresh_from_db()
+    assert (job.state, job.error_code) == (JobState.FAILED, "config_invalid")
+    assert "drained, is draining" in job.error_message

