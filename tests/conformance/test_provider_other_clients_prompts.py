@@ -165,15 +165,17 @@ def test_a_provider_following_its_own_prompt_never_reports_another_clients_or_an
         assert "progress_state" in _naming(heard, other_id)
 
 
-@pytest.mark.parametrize("transcript", [OTHER_CLIENT, NO_CLIENT_ID])
+# prompt_of_other_client.json never read /history after X's prompt, so the replay cannot say
+# how it ended: that case runs on the preview server only.
+@pytest.mark.parametrize(
+    ("open_target", "transcript"),
+    [("replay", NO_CLIENT_ID), ("preview", NO_CLIENT_ID), ("preview", OTHER_CLIENT)],
+    indirect=["open_target"],
+)
 def test_a_provider_whose_handle_is_someone_elses_prompt_learns_its_end_from_history(
     open_target: Any, socket_watch: SocketWatch, transcript: str
 ) -> None:
     target = open_target(transcript, **SLOW_OTHER)
-    if target.replay is not None and transcript == OTHER_CLIENT:
-        # The recording never read /history after X's prompt, so the replay cannot say how it
-        # ended; the preview server covers this case.
-        pytest.skip("prompt_of_other_client.json records no /history for the prompt")
     if target.preview is not None:
         # A third program's txt2img runs first, so the recorded prompt waits while we follow it.
         _post(target, {"prompt": _tiny_txt2img(target), "client_id": "someone-else"})
