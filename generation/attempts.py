@@ -192,10 +192,9 @@ def attempt_progress(attempt_id: int, *, value: int, maximum: int) -> None:
 
 
 # -- finish --------------------------------------------------------------------
-def attempt_finalize(attempt_id: int) -> None:
-    """Fetch and store the outputs of a finished render. Safe to run twice."""
-    attempt = Attempt.objects.select_related("backend", "job").get(pk=attempt_id)
-    job_id = attempt.job_id
+def attempt_claim_fetch(attempt_id: int) -> bool:
+    """Move the job to fetching under a lease; its backend slot is free from here on."""
+    job_id = Attempt.objects.values_list("job_id", flat=True).get(pk=attempt_id)
     lease = timezone.now() + timedelta(seconds=settings.RENDER_LEASE_SECONDS)
     claimed = services.job_transition(
         job_id,
@@ -212,7 +211,14 @@ def attempt_finalize(attempt_id: int) -> None:
             ).update(lease_expires_at=lease)
             == 1
         )
-    if not claimed:
+    return claimed
+
+
+def attempt_finalize(attempt_id: int, *, claimed: bool = False) -> None:
+    """Fetch and store the outputs of a finished render. Safe to run twice."""
+    attempt = Attempt.objects.select_related("backend", "job").get(pk=attempt_id)
+    job_id = attempt.job_id
+    if not claimed and not attempt_claim_fetch(attempt_id):
         return
     job = RenderJob.objects.select_related("brief", "scene").get(pk=job_id)
     try:

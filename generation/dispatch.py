@@ -14,6 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import transaction
@@ -22,7 +23,15 @@ from django.utils import timezone
 
 from generation import services
 from generation.attempts import attempt_create, attempt_submit
-from generation.models import Attempt, AttemptState, Backend, HealthState, JobState, RenderJob
+from generation.models import (
+    Attempt,
+    AttemptState,
+    Backend,
+    HealthState,
+    JobState,
+    RenderJob,
+    WorkflowTemplate,
+)
 from generation.providers.base import ErrorCode
 from generation.workflow_validation import has_model, models_used
 
@@ -44,8 +53,20 @@ def eligible_backends() -> list[Backend]:
     return list(
         Backend.objects.filter(enabled=True, draining=False, kind="comfyui")
         .exclude(health_state=HealthState.DOWN)
+        .defer("object_info")  # large; read through _catalogue, once per fetch
         .order_by("name")
     )
+
+
+@lru_cache(maxsize=64)
+def _catalogue_at(backend_id: int, fetched_at: object) -> dict | None:
+    return Backend.objects.values_list("object_info", flat=True).get(pk=backend_id)
+
+
+def _catalogue(backend: Backend) -> dict | None:
+    if backend.object_info_fetched_at is None:
+        return None
+    return _catalogue_at(backend.pk, backend.object_info_fetched_at)
 
 
 def _occupancy() -> Counter[int]:
@@ -63,10 +84,11 @@ def free_slots() -> dict[int, int]:
 
 def _ordered_candidates() -> list[RenderJob]:
     now = timezone.now()
+    # Only what ordering and placement read: the JSON columns cost more to decode than the query.
     waiting = list(
         RenderJob.objects.filter(state=JobState.QUEUED)
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-        .select_related("template")
+        .only("id", "priority", "created_at", "brief_id", "template_id", "requested_backend_id", "started_at")
         .order_by("priority", "created_at", "id")[:CANDIDATES_PER_ROUND]
     )
     per_brief = Counter(RenderJob.objects.filter(state__in=OCCUPYING).values_list("brief_id", flat=True))
@@ -87,12 +109,13 @@ def _placement(job: RenderJob, backends: list[Backend]) -> list[Backend]:
     if any(a.error_code == ErrorCode.OUT_OF_MEMORY for a in failed):
         floor = max((a.backend.vram_total_mb or 0) for a in failed if a.error_code == ErrorCode.OUT_OF_MEMORY)
         backends = [b for b in backends if (b.vram_total_mb or 0) > floor]
-    needed = models_used(job.template.graph)
+    needed = _models_of(job.template_id)
     ranked: list[tuple[int, str, Backend]] = []
     for backend in backends:
-        if backend.object_info is None:
+        catalogue = _catalogue(backend)
+        if catalogue is None:
             rank = 1  # not known yet: acceptable, after those known to have the models
-        elif all(has_model(backend.object_info, name, value) for name, value in needed):
+        elif all(has_model(catalogue, name, value) for name, value in needed):
             rank = 0
         else:
             continue  # known to lack a model this workflow needs
@@ -124,6 +147,18 @@ def _claim(job: RenderJob, backend: Backend) -> Attempt | None:
         return attempt_create(job, locked)
 
 
+@lru_cache(maxsize=256)
+def _models_of_version(template_id: int, sha256: str) -> frozenset[tuple[str, str]]:
+    graph = WorkflowTemplate.objects.values_list("graph", flat=True).get(pk=template_id)
+    return frozenset(models_used(graph))
+
+
+def _models_of(template_id: int) -> frozenset[tuple[str, str]]:
+    """The model files a template names, decoded once per template version."""
+    sha = WorkflowTemplate.objects.values_list("content_sha256", flat=True).get(pk=template_id)
+    return _models_of_version(template_id, sha)
+
+
 def _refuse_unplaceable(job: RenderJob, everyone: list[Backend]) -> bool:
     """End a job that no backend can take, rather than leave it waiting for ever."""
     if job.requested_backend_id is not None:
@@ -141,12 +176,12 @@ def _refuse_unplaceable(job: RenderJob, everyone: list[Backend]) -> bool:
         )
     if not everyone or _placement(job, everyone):
         return False
-    if any(b.object_info is None for b in everyone):
+    if any(_catalogue(b) is None for b in everyone):
         return False  # a catalogue not read yet may still have the models
     missing = sorted(
         value
-        for name, value in models_used(job.template.graph)
-        if not any(has_model(b.object_info or {}, name, value) for b in everyone)
+        for name, value in _models_of(job.template_id)
+        if not any(has_model(_catalogue(b) or {}, name, value) for b in everyone)
     )
     what = ", ".join(repr(m) for m in missing) or "what this workflow needs"
     return services.job_transition(

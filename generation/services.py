@@ -38,6 +38,7 @@ from generation.models import (
     RenderJob,
     WorkflowTemplate,
 )
+from generation.nudge import nudge
 from generation.policies import policy_in_force
 from generation.providers.base import BackendHealth, ErrorCode, ProviderError
 from generation.workflow_binding import (
@@ -288,14 +289,6 @@ def dispatch_soon() -> None:
     Only a nudge: the job is already in the database, and the render watcher runs
     a round every few seconds, so a broker that is away delays nothing for long.
     """
-
-    def nudge() -> None:
-        from generation.tasks import dispatch  # tasks import services; keep the cycle out of import time
-
-        try:
-            dispatch.apply_async(retry=False)
-        except Exception:
-            log.warning("dispatch nudge not sent; the broker is unavailable", exc_info=True)
 
     transaction.on_commit(nudge)
 

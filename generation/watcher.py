@@ -195,21 +195,31 @@ class BackendWatch:
                     attempts.attempt_progress, attempt_id, value=event.value, maximum=event.maximum
                 )
         elif event.kind == EventKind.FINISHED:
-            self._finish(attempt_id, lambda: attempts.attempt_finalize(attempt_id))
+            self._finish(
+                attempt_id, lambda: attempts.attempt_finalize(attempt_id, claimed=True), claim_first=True
+            )
         elif event.kind == EventKind.FAILED and event.error is not None:
             error = event.error
             self._finish(
                 attempt_id, lambda: attempts.attempt_failed(Attempt.objects.get(pk=attempt_id), error)
             )
 
-    def _finish(self, attempt_id: int, work: Callable[[], None]) -> None:
-        """End an attempt off the event loop, then fill the freed slot at once."""
+    def _finish(self, attempt_id: int, work: Callable[[], None], *, claim_first: bool = False) -> None:
+        """End an attempt off the event loop, filling the freed slot as early as possible."""
         self.finishing.add(attempt_id)
 
         async def run() -> None:
             try:
-                await self.watcher.db(work)
-                await self.watcher.db(dispatch_round)
+                if claim_first:
+                    # The GPU is free once the job is fetching: refill it before the fetch.
+                    if not await self.watcher.db(attempts.attempt_claim_fetch, attempt_id):
+                        return
+                    refill = asyncio.create_task(self.watcher.db(dispatch_round))
+                    await self.watcher.db(work)
+                    await refill
+                else:
+                    await self.watcher.db(work)
+                    await self.watcher.db(dispatch_round)
             except Exception:
                 log.exception("ending attempt %s failed; the reconciler will retry", attempt_id)
             finally:

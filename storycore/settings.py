@@ -100,7 +100,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # longest render or a running render would be started a second time.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600, minimum=60),
+    # A frozen broker must not hold a sender for long: the database has the job already.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
 }
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_ALWAYS_EAGER = False
 
 CHANNEL_LAYERS = {
@@ -108,7 +112,9 @@ CHANNEL_LAYERS = {
         # The pub/sub layer delivered every message of a burst where the list
         # layer dropped most of them past its channel capacity.
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        # Timeouts bound how long a live event can hold a request when Redis hangs;
+        # events are hints (numbered per brief), so one that fails is only logged.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 2}]},
     }
 }
 

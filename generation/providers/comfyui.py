@@ -9,8 +9,10 @@ ground truth and the fallback whenever the socket is silent or gone.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
+import ssl
 import struct
 import time
 import uuid
@@ -258,6 +260,12 @@ def parse_message(message: str | bytes) -> tuple[str | None, ProgressEvent] | No
     return (prompt_id, event) if event is not None else None
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs milliseconds; one context serves every client of the process.
+    return ssl.create_default_context()
+
+
 class ComfyUIProvider:
     def __init__(
         self,
@@ -278,6 +286,7 @@ class ComfyUIProvider:
         self._listen = listen
         self._http = httpx.Client(
             base_url=self.base_url,
+            verify=_tls_context(),
             timeout=httpx.Timeout(self.timeouts.read, connect=self.timeouts.connect),
             transport=transport,
             follow_redirects=False,

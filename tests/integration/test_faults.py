@@ -203,3 +203,39 @@ def test_lost_submit_answers_never_run_a_prompt_twice(faults, studio_backends, s
     assert counts == {"succeeded": BATCH}
     assert _submissions(faults) == BATCH  # each prompt reached a backend exactly once
     assert lost >= 1
+
+
+def test_a_frozen_broker_delays_renders_but_loses_and_duplicates_nothing(
+    faults, studio_backends, staff_user, settings
+):
+    from storycore.celery import app as celery_app
+
+    # Submits from this process go through the real broker and channel layer, as the web process's do.
+    redis_url = faults.env["REDIS_URL"]
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis_url, "socket_connect_timeout": 2, "socket_timeout": 2}]},
+        }
+    }
+    memory = celery_app.conf.broker_url
+    celery_app.conf.broker_url = celery_app.conf.CELERY_BROKER_URL = redis_url
+    assert faults.valkey is not None
+    os.kill(faults.valkey.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        jobs = _batch(staff_user, 6)  # accepted while the broker hangs
+        accepted_in = time.monotonic() - started
+        time.sleep(4)
+    finally:
+        os.kill(faults.valkey.pid, signal.SIGCONT)
+        celery_app.conf.broker_url = celery_app.conf.CELERY_BROKER_URL = memory
+    counts = _wait_all(jobs, faults)
+    print(
+        f"broker frozen: submits accepted in {accepted_in:.2f} s; {counts}; submissions {_submissions(faults)}"
+    )
+    assert counts == {"succeeded": 6}
+    assert _submissions(faults) == 6
+    # Each submit's live event waits at most the channel layer's 2 s socket timeout; the dispatch
+    # nudge never holds the submit.
+    assert accepted_in < 6 * 2.5

@@ -4,6 +4,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from briefs.services import brief_create
 from generation import services
@@ -72,11 +73,10 @@ def test_a_big_batch_does_not_starve_another_brief(template, staff_user):
 def test_placement_skips_backends_without_the_models_and_prefers_those_that_have_them(template, staff_user):
     ckpt = template.graph["4"]["inputs"]["ckpt_name"]
     catalogue = {"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [[ckpt], {}]}}}}
-    _backend(
-        "lacks", object_info={"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["x"], {}]}}}}
-    )
+    lacking = {"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["x"], {}]}}}}
+    _backend("lacks", object_info=lacking, object_info_fetched_at=timezone.now())
     _backend("unknown")
-    _backend("has", object_info=catalogue)
+    _backend("has", object_info=catalogue, object_info_fetched_at=timezone.now())
     services.render_brief_submit(brief=_brief(staff_user, "B", 3), user=staff_user)
     dispatch_round(submit=record)
     order = [a.backend.name for a in SUBMITTED]
@@ -86,9 +86,8 @@ def test_placement_skips_backends_without_the_models_and_prefers_those_that_have
 
 @pytest.mark.django_db(transaction=True)
 def test_a_workflow_no_backend_can_render_fails_with_the_missing_model_named(template, staff_user):
-    _backend(
-        "lacks", object_info={"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["x"], {}]}}}}
-    )
+    lacking = {"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["x"], {}]}}}}
+    _backend("lacks", object_info=lacking, object_info_fetched_at=timezone.now())
     job = services.render_job_submit(scene=_brief(staff_user, "B", 1).scenes.get(), user=staff_user)
     dispatch_round(submit=record)
     job.refresh_from_db()
