@@ -96,8 +96,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Redis redelivers an unacknowledged task after this; it must outlast the
-# longest render or a running render would be started a second time.
+# Redis redelivers an unacknowledged task after this. Every task is short (renders are
+# followed by the watcher), so this only bounds how long a dead worker's task waits.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600, minimum=60),
     # A frozen broker must not hold a sender for long: the database has the job already.
