@@ -35,6 +35,16 @@ KNOWN_PARAMETERS = VALUE_PARAMETERS + IMAGE_PARAMETERS
 REQUIRED_PARAMETERS = ("filename_prefix",)
 
 
+def is_link(value: Any) -> bool:
+    """Whether an input value is a link to another node's output: `["<node id>", <slot>]`."""
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+    )
+
+
 class TemplateError(ValueError):
     """A workflow template file or binding that cannot be used; the message says where."""
 

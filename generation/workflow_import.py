@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .workflow_binding import KNOWN_PARAMETERS, TemplateError, parse_bindings, parse_graph
+from .workflow_binding import KNOWN_PARAMETERS, TemplateError, is_link, parse_bindings, parse_graph
 
 Graph = dict[str, Any]
 Bindings = dict[str, list[dict[str, str]]]
@@ -32,15 +32,6 @@ _CONDITIONING_INPUTS = ("conditioning", "conditioning_to", "conditioning_1", "co
 _MAX_IMAGE_HOPS = 4
 
 
-def _is_link(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 2
-        and isinstance(value[0], str)
-        and isinstance(value[1], int)
-    )
-
-
 def _literal(node: dict[str, Any], name: str) -> bool:
     inputs = node.get("inputs", {})
     return name in inputs and not isinstance(inputs[name], list)
@@ -59,13 +50,13 @@ def _consumers(graph: Graph, source_id: str, slot: int) -> Iterator[tuple[str, s
     """(node id, input name, node) for every input linked to output `slot` of `source_id`."""
     for node_id, node in _ordered(graph):
         for name, value in node.get("inputs", {}).items():
-            if _is_link(value) and value[0] == source_id and value[1] == slot:
+            if is_link(value) and value[0] == source_id and value[1] == slot:
                 yield node_id, name, node
 
 
 def _text_encoders(graph: Graph, link: Any, side: str, seen: set[str]) -> list[str]:
     """Ids of the text encoders whose conditioning reaches a sampler's `side` input through `link`."""
-    if not _is_link(link) or link[0] in seen or link[0] not in graph:
+    if not is_link(link) or link[0] in seen or link[0] not in graph:
         return []
     seen.add(link[0])
     node = graph[link[0]]
@@ -166,7 +157,7 @@ def _refuse_other_formats(graph: Any, where: str) -> None:
 def _check_links(graph: Graph, where: str) -> None:
     for node_id, node in graph.items():
         for name, value in node.get("inputs", {}).items():
-            if _is_link(value) and value[0] not in graph:
+            if is_link(value) and value[0] not in graph:
                 raise TemplateError(
                     f"{where}: input {name!r} of node {node_id!r} ({node['class_type']}) links to node "
                     f"{value[0]!r}, which is not in the workflow"

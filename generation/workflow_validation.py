@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from generation.providers.base import ErrorCode, ProviderError
+from generation.workflow_binding import is_link
 
 # Inputs whose allowed values are model files present on one server but maybe not another.
 MODEL_INPUTS = frozenset(
@@ -55,15 +56,6 @@ def _options(spec: list[Any]) -> list[Any] | None:
     ):
         return spec[1]["options"]
     return None
-
-
-def _is_link(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 2
-        and isinstance(value[0], str)
-        and isinstance(value[1], int)
-    )
 
 
 def _check_number(kind: str, value: Any, options: dict[str, Any]) -> str | None:
@@ -136,7 +128,7 @@ def _check_input(
     def problem(code: ErrorCode, message: str) -> Problem:
         return Problem(code, node_id, class_type, name, message, value)
 
-    if _is_link(value):
+    if is_link(value):
         source = graph.get(value[0])
         if source is None:
             return problem(

@@ -8,7 +8,7 @@ from rest_framework.authtoken.models import Token
 
 from generation.services import backend_register_preview, workflow_templates_sync
 from storycore.celery import app as celery_app
-from tests.stack import start_stack
+from tests.stack import database_url_of, start_stack
 
 # Tests in this process never run renders themselves; messages they enqueue stay
 # in memory. Integration tests start real workers on a real Valkey instead.
@@ -79,14 +79,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     Per module, not per session: the render watcher dispatches whatever it finds
     queued, so it must be gone before tests that queue jobs without it run.
     """
-    database = django_settings.DATABASES["default"]
-    if database["ENGINE"] == "django.db.backends.sqlite3":
-        database_url = f"sqlite:///{database['NAME']}"
-    else:
-        database_url = (
-            f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST'] or 'localhost'}:"
-            f"{database['PORT'] or 5432}/{database['NAME']}"
-        )
+    database_url = database_url_of(django_settings.DATABASES["default"])
     var_dir = Path(tmp_path_factory.mktemp("stack"))
     # The stack shares this process's media folder: files either side stores are seen by the other.
     with start_stack(

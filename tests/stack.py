@@ -78,6 +78,16 @@ class Stack:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
+def database_url_of(database: dict) -> str:
+    """The URL other processes use to open the database this test process uses."""
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{database['NAME']}"
+    return (
+        f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST'] or 'localhost'}:"
+        f"{database['PORT'] or 5432}/{database['NAME']}"
+    )
+
+
 def stack_env(*, database_url: str, redis_url: str, var_dir: Path, media_root: Path) -> dict[str, str]:
     return dict(
         os.environ,

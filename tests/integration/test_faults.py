@@ -18,7 +18,7 @@ from briefs.services import brief_create
 from generation import services
 from generation.models import Artifact, Attempt, Backend, RenderJob
 from tests.proxy import FlakyProxy
-from tests.stack import BIN, free_port, running, stack_env, wait_for_port
+from tests.stack import BIN, database_url_of, free_port, running, stack_env, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +54,7 @@ class FaultStack:
 
 @pytest.fixture(scope="module")
 def faults(django_db_setup, django_db_blocker, tmp_path_factory):
-    database = django_settings.DATABASES["default"]
-    if database["ENGINE"] == "django.db.backends.sqlite3":
-        database_url = f"sqlite:///{database['NAME']}"
-    else:
-        database_url = (
-            f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST'] or 'localhost'}:"
-            f"{database['PORT'] or 5432}/{database['NAME']}"
-        )
+    database_url = database_url_of(django_settings.DATABASES["default"])
     root = Path(tmp_path_factory.mktemp("faults"))
     stack = FaultStack(root, database_url)
     stack.start_valkey()
