@@ -4,7 +4,6 @@ studio copes with a dropped WebSocket or a backend that goes away mid-render."""
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 import threading
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ class FlakyProxy:
     requests: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._prompt_posts = 0
         self._loop = asyncio.new_event_loop()
         self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
@@ -79,11 +79,12 @@ class FlakyProxy:
         # Kept-alive connections carry many requests: note every request line seen.
         lines = REQUEST_LINE.findall(chunk)
         self.requests.extend(lines)
-        if (
-            any(line.startswith(b"POST /prompt") for line in lines)
-            and random.random() < self.lose_prompt_answers
-        ):
-            link.doomed = True
+        for line in lines:
+            if line.startswith(b"POST /prompt") and self.lose_prompt_answers:
+                self._prompt_posts += 1
+                # Every n-th answer rather than a random share: the test must lose some, every run.
+                if self._prompt_posts % max(1, round(1 / self.lose_prompt_answers)) == 0:
+                    link.doomed = True
 
     async def _pump(
         self,
