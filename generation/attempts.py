@@ -119,9 +119,14 @@ def attempt_submit(attempt: Attempt) -> None:
                 try:
                     known = provider.locate(handle) != "unknown"
                 except ProviderError:
-                    # Cannot tell now: keep the job dispatched; the reconciler looks again when the lease ends.
+                    # Cannot tell now: keep the job dispatched and let the reconciler ask again
+                    # soon; after a few unanswered checks the backend counts as gone.
                     log.warning(
                         "attempt %s: submit answer lost and %s unreachable", attempt.uuid, attempt.backend
+                    )
+                    poll = float(attempt.policy.get("poll_interval_s", settings.RENDER_POLL_INTERVAL))
+                    RenderJob.objects.filter(pk=attempt.job_id, state=JobState.DISPATCHED).update(
+                        lease_expires_at=timezone.now() + timedelta(seconds=2 * poll)
                     )
                     return
                 if not known:

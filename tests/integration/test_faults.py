@@ -51,6 +51,20 @@ class FaultStack:
         os.killpg(self.valkey.pid, signal.SIGKILL)
         self.valkey.wait()
 
+    def start_watcher(self) -> None:
+        log = (self.root / "watcher.log").open("ab")
+        self.watcher = subprocess.Popen(
+            [sys.executable, "manage.py", "render_watcher"],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+    def kill_watcher(self) -> None:
+        os.killpg(self.watcher.pid, signal.SIGKILL)
+        self.watcher.wait()
+
 
 @pytest.fixture(scope="module")
 def faults(django_db_setup, django_db_blocker, tmp_path_factory):
@@ -70,8 +84,8 @@ def faults(django_db_setup, django_db_blocker, tmp_path_factory):
             previews.append(context.__enter__())
         ports = [int(p.args[p.args.index("--port") + 1]) for p in previews]
         proxies = [FlakyProxy(target_port=port) for port in ports]
+        stack.start_watcher()
         with (
-            running("watcher", [sys.executable, "manage.py", "render_watcher"], stack.env, root / "logs"),
             running(
                 "worker",
                 [str(BIN / "celery"), "-A", "storycore", "worker", "--concurrency", "1", "--without-gossip"],
@@ -80,7 +94,10 @@ def faults(django_db_setup, django_db_blocker, tmp_path_factory):
             ),
         ):
             stack.proxies = proxies
-            yield stack
+            try:
+                yield stack
+            finally:
+                stack.kill_watcher()
         for proxy in proxies:
             proxy.close()
     finally:
@@ -126,7 +143,7 @@ def _wait_all(jobs: list[RenderJob], faults: FaultStack, timeout: float = 90) ->
         if all(state in ("succeeded", "failed", "cancelled", "lost") for state in states):
             return {state: states.count(state) for state in set(states)}
         time.sleep(0.2)
-    log = (faults.root / "logs" / "watcher.log").read_text(errors="replace")[-3000:]
+    log = (faults.root / "watcher.log").read_text(errors="replace")[-3000:]
     counts = {s: states.count(s) for s in set(states)}
     raise AssertionError(f"batch not finished: {counts}\n{log}")
 
@@ -232,3 +249,18 @@ def test_a_frozen_broker_delays_renders_but_loses_and_duplicates_nothing(
     # Each submit's live event waits at most the channel layer's 2 s socket timeout; the dispatch
     # nudge never holds the submit.
     assert accepted_in < 6 * 2.5
+
+
+def test_killing_the_watcher_mid_batch_submits_nothing_twice(faults, studio_backends, staff_user):
+    jobs = _batch(staff_user)
+    kills = 0
+    for _ in range(3):
+        time.sleep(1.2)
+        faults.kill_watcher()  # kill -9: no chance to tidy up
+        kills += 1
+        faults.start_watcher()
+    counts = _wait_all(jobs, faults)
+    print(f"watcher killed {kills} times: {counts}; submissions {_submissions(faults)}")
+    assert counts == {"succeeded": BATCH}
+    assert _submissions(faults) == BATCH  # each job reached a backend exactly once
+    assert Artifact.objects.filter(job__in=jobs).count() == BATCH
