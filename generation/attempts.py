@@ -180,6 +180,10 @@ def _input_images(job: RenderJob) -> list[InputImage]:
 # -- progress ------------------------------------------------------------------
 def attempt_started(attempt_id: int) -> None:
     job_id = Attempt.objects.filter(pk=attempt_id).values_list("job_id", flat=True).first()
+    # The backend runs it, so it was submitted, even if the submit's answer never came back.
+    Attempt.objects.filter(pk=attempt_id, state=AttemptState.SUBMITTING).update(
+        state=AttemptState.RUNNING, submitted_at=timezone.now()
+    )
     if job_id is not None:
         services.job_transition(
             job_id, from_states={JobState.DISPATCHED}, to_state=JobState.RUNNING, message="rendering"
@@ -190,9 +194,7 @@ def attempt_progress(attempt_id: int, *, value: int, maximum: int) -> None:
     job_id = Attempt.objects.filter(pk=attempt_id).values_list("job_id", flat=True).first()
     if job_id is None:
         return
-    services.job_transition(
-        job_id, from_states={JobState.DISPATCHED}, to_state=JobState.RUNNING, message="rendering"
-    )
+    attempt_started(attempt_id)
     services.job_progress(job_id, value=value, maximum=maximum)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from django.db.models import Q
 from django.utils import timezone
 
 from generation.attempts import attempt_cancel_remote, attempt_check, attempt_failed, attempt_finalize
@@ -50,9 +51,11 @@ def reconcile() -> dict[str, int]:
             attempt_failed(submitting, ProviderError(ErrorCode.LOST, "the submit did not reach the backend"))
             counts["requeued"] += 1
 
-    # Out on a backend: let the backend say whether it finished, failed or forgot it.
+    # Out on a backend: let the backend say whether it finished, failed or forgot it. An attempt
+    # still marked submitting under a job that moved on is checked too: only the backend knows.
     for attempt_id in Attempt.objects.filter(
-        state=AttemptState.RUNNING, job__state__in=[JobState.DISPATCHED, JobState.RUNNING]
+        Q(state=AttemptState.RUNNING) | Q(state=AttemptState.SUBMITTING, job__state=JobState.RUNNING),
+        job__state__in=[JobState.DISPATCHED, JobState.RUNNING],
     ).values_list("pk", flat=True):
         attempt_check(attempt_id)
         counts["checked"] += 1
