@@ -36,7 +36,13 @@ class FaultStack:
             var_dir=root,
             media_root=Path(django_settings.MEDIA_ROOT),
         )
-        self.env.update(DISPATCH_INTERVAL="0.5", RECONCILE_INTERVAL="2", BACKEND_HEALTH_INTERVAL="2")
+        # Short leases: a fetch whose watcher was killed is taken over in seconds, not minutes.
+        self.env.update(
+            DISPATCH_INTERVAL="0.5",
+            RECONCILE_INTERVAL="2",
+            BACKEND_HEALTH_INTERVAL="2",
+            RENDER_LEASE_SECONDS="5",
+        )
         self.valkey: subprocess.Popen | None = None
 
     def start_valkey(self) -> None:
