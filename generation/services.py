@@ -201,13 +201,12 @@ def default_template() -> WorkflowTemplate:
     return template
 
 
-def default_backend() -> Backend:
-    backend = Backend.objects.filter(is_default=True, enabled=True).first()
-    if backend is None:
-        backend = Backend.objects.filter(enabled=True).order_by("name").first()
-    if backend is None:
+def _require_a_backend(requested: Backend | None) -> None:
+    """Refuse at once what could only wait for ever: no backend at all, or a disabled one asked for."""
+    if requested is not None and not requested.enabled:
+        raise RenderRefused(f"The backend {requested.name} is disabled; render without naming it.")
+    if not Backend.objects.filter(enabled=True).exists():
         raise RenderRefused("No render backend is enabled; add one in the admin.")
-    return backend
 
 
 def scene_render_params(scene: Scene, template: WorkflowTemplate) -> dict[str, Any]:
@@ -262,6 +261,7 @@ def _create_job(
 ) -> RenderJob:
     if not scene.prompt.strip():
         raise RenderRefused(f"Scene {scene.position} ({scene.title}) has no prompt to render.")
+    _require_a_backend(backend)
     job = RenderJob.objects.create(
         brief=scene.brief,
         scene=scene,

@@ -118,7 +118,7 @@ def test_a_render_asked_for_one_backend_waits_for_that_one(template, staff_user)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_policy_preset_and_overrides_are_snapshotted_on_batch_and_jobs(template, staff_user):
+def test_a_policy_preset_and_overrides_are_snapshotted_on_batch_and_jobs(template, staff_user, backend):
     from generation.models import QueuePolicy
 
     # Transactional tests start from an emptied database, so the shipped preset is made again.
@@ -137,13 +137,14 @@ def test_a_policy_preset_and_overrides_are_snapshotted_on_batch_and_jobs(templat
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_workers_racing_for_one_job_a_thousand_times_one_wins_each_time(template, staff_user, brief):
+def test_two_workers_racing_for_one_job_a_thousand_times_one_wins_each_time(
+    template, staff_user, brief, backend
+):
     if connection.vendor == "sqlite":
         rounds = 300  # SQLite serialises writers; fewer rounds show the same thing faster
     else:
         rounds = 1000
     job = services.render_job_submit(scene=brief.scenes.first(), user=staff_user)
-    backend = _backend("a")
     wins = []
     for _ in range(rounds):
         RenderJob.objects.filter(pk=job.pk).update(state=JobState.QUEUED)

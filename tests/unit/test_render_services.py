@@ -103,3 +103,10 @@ def test_scenes_inserted_in_the_middle_push_the_rest_down(brief):
     ]
     scene_delete(scene=brief.scenes.get(title="Harbour"))
     assert list(brief.scenes.values_list("title", "position")) == [("Between", 1), ("Deck", 2)]
+
+
+@pytest.mark.django_db
+def test_a_render_with_no_backend_enabled_is_refused_at_once(brief, template, staff_user):
+    with pytest.raises(services.RenderRefused, match="No render backend is enabled"):
+        services.render_job_submit(scene=brief.scenes.first(), user=staff_user)
+    assert RenderJob.objects.count() == 0
