@@ -194,8 +194,10 @@ def attempt_progress(attempt_id: int, *, value: int, maximum: int) -> None:
     job_id = Attempt.objects.filter(pk=attempt_id).values_list("job_id", flat=True).first()
     if job_id is None:
         return
-    attempt_started(attempt_id)
-    services.job_progress(job_id, value=value, maximum=maximum)
+    # Progress of a running job is one write; only the first of a render also marks it started.
+    if not services.job_progress(job_id, value=value, maximum=maximum):
+        attempt_started(attempt_id)
+        services.job_progress(job_id, value=value, maximum=maximum)
 
 
 # -- finish --------------------------------------------------------------------

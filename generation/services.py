@@ -368,13 +368,15 @@ def job_transition(
     return True
 
 
-def job_progress(job_id: int, *, value: int, maximum: int) -> None:
+def job_progress(job_id: int, *, value: int, maximum: int) -> bool:
+    """Record progress of a running job; False when the job is not running."""
     with transaction.atomic():
         changed = RenderJob.objects.filter(pk=job_id, state=JobState.RUNNING).update(
             progress_value=value, progress_max=maximum, updated_at=timezone.now()
         )
         if changed:
             events.publish_job_update(RenderJob.objects.select_related("brief", "scene").get(pk=job_id))
+    return bool(changed)
 
 
 def render_job_cancel(*, job: RenderJob) -> bool:

@@ -43,7 +43,7 @@ def test_a_subscriber_receives_progress_and_completion_in_order(studio):
     order = ["queued", "dispatched", "running", "fetching", "succeeded"]
     assert [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s] == order
     running = [m["data"]["progress"] for m in updates if m["data"]["state"] == "running"]
-    assert len(running) >= 3
+    assert len(running) >= 2  # entering running, then at least one progress step
     assert running == sorted(running)
     assert 0 < max(running) <= 100
     final = updates[-1]["data"]
