@@ -25,7 +25,6 @@ from generation import services
 from generation.attempts import attempt_create, attempt_submit
 from generation.models import (
     Attempt,
-    AttemptState,
     Backend,
     HealthState,
     JobState,
@@ -77,21 +76,22 @@ def _occupancy() -> Counter[int]:
     )
 
 
-def free_slots() -> dict[int, int]:
-    used = _occupancy()
-    return {b.pk: b.slots - used[b.pk] for b in eligible_backends() if b.slots - used[b.pk] > 0}
-
-
-def _ordered_candidates() -> list[RenderJob]:
+def _waiting_jobs() -> list[RenderJob]:
     now = timezone.now()
     # Only what ordering and placement read: the JSON columns cost more to decode than the query.
-    waiting = list(
+    return list(
         RenderJob.objects.filter(state=JobState.QUEUED)
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
         .only("id", "priority", "created_at", "brief_id", "template_id", "requested_backend_id", "started_at")
         .order_by("priority", "created_at", "id")[:CANDIDATES_PER_ROUND]
     )
-    per_brief = Counter(RenderJob.objects.filter(state__in=OCCUPYING).values_list("brief_id", flat=True))
+
+
+def _in_flight_per_brief() -> Counter[int]:
+    return Counter(RenderJob.objects.filter(state__in=OCCUPYING).values_list("brief_id", flat=True))
+
+
+def _fair_order(waiting: list[RenderJob], per_brief: Counter[int]) -> list[RenderJob]:
     # Interactive before batch; then the brief with the least in flight; then first come.
     return sorted(waiting, key=lambda job: (job.priority, per_brief[job.brief_id], job.created_at, job.pk))
 
@@ -101,14 +101,14 @@ def _placement(job: RenderJob, backends: list[Backend]) -> list[Backend]:
     if job.requested_backend_id is not None:
         return [b for b in backends if b.pk == job.requested_backend_id]
     failed = list(
-        Attempt.objects.filter(job=job, error_code__in=[code.value for code in AVOID_AFTER]).select_related(
-            "backend"
+        Attempt.objects.filter(job=job, error_code__in=[code.value for code in AVOID_AFTER]).values_list(
+            "backend_id", "error_code", "backend__vram_total_mb"
         )
     )
-    avoid = {a.backend_id for a in failed}
-    if any(a.error_code == ErrorCode.OUT_OF_MEMORY for a in failed):
-        floor = max((a.backend.vram_total_mb or 0) for a in failed if a.error_code == ErrorCode.OUT_OF_MEMORY)
-        backends = [b for b in backends if (b.vram_total_mb or 0) > floor]
+    avoid = {backend_id for backend_id, _, _ in failed}
+    oom = [vram or 0 for _, code, vram in failed if code == ErrorCode.OUT_OF_MEMORY]
+    if oom:
+        backends = [b for b in backends if (b.vram_total_mb or 0) > max(oom)]
     needed = _models_of(job.template_id)
     ranked: list[tuple[int, str, Backend]] = []
     for backend in backends:
@@ -195,30 +195,44 @@ def _refuse_unplaceable(job: RenderJob, everyone: list[Backend]) -> bool:
 
 
 def dispatch_round(*, limit: int = 200, submit: Callable[[Attempt], None] = attempt_submit) -> int:
-    """Send waiting jobs to backends with free slots; returns how many were sent."""
+    """Send waiting jobs to backends with free slots; returns how many were sent.
+
+    One pass reads the backends, their free slots and the waiting jobs once and
+    keeps them current as it claims; each claim still re-checks the slot under
+    the backend's row lock, so a stale count can only make a claim fail, never
+    overfill a backend.
+    """
+    everyone = eligible_backends()
+    used = _occupancy()
+    slots = {b.pk: b.slots - used[b.pk] for b in everyone if b.slots - used[b.pk] > 0}
+    if not slots:
+        return 0
+    per_brief = _in_flight_per_brief()
+    waiting = _waiting_jobs()
     sent = 0
-    while sent < limit:
-        everyone = eligible_backends()
-        slots = free_slots()
-        if not slots:
-            break
-        backends = [b for b in everyone if b.pk in slots]
-        attempt = None
-        for job in _ordered_candidates():
-            if _refuse_unplaceable(job, everyone):
-                continue
-            for backend in _placement(job, backends):
+    while sent < limit and slots and waiting:
+        free = [b for b in everyone if slots.get(b.pk, 0) > 0]
+        claimed: tuple[RenderJob, Attempt] | None = None
+        for job in _fair_order(waiting, per_brief):
+            for backend in _placement(job, free):
                 attempt = _claim(job, backend)
-                if attempt is not None:
-                    break
-            if attempt is not None:
+                if attempt is None:
+                    slots[backend.pk] = 0  # someone else filled it meanwhile
+                    continue
+                claimed = (job, attempt)
                 break
-        if attempt is None:
+            if claimed is not None:
+                break
+            if _refuse_unplaceable(job, everyone):
+                waiting.remove(job)
+        if claimed is None:
             break
+        job, attempt = claimed
+        waiting.remove(job)
+        per_brief[job.brief_id] += 1
+        slots[attempt.backend_id] -= 1
+        if slots[attempt.backend_id] <= 0:
+            del slots[attempt.backend_id]
         submit(Attempt.objects.select_related("backend").get(pk=attempt.pk))
         sent += 1
     return sent
-
-
-def submitting_attempts() -> list[Attempt]:
-    return list(Attempt.objects.filter(state=AttemptState.SUBMITTING).select_related("backend"))

@@ -43,12 +43,16 @@ MAX_BACKOFF = 30.0
 
 
 class Watcher:
-    def __init__(self, *, workers: int = 8) -> None:
+    def __init__(self, *, workers: int = 4) -> None:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="watcher")
+        # Reconcile passes and health checks may wait on slow backends: never in the render path.
+        self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watcher-background")
         self.backends: dict[int, asyncio.Task[None]] = {}
         self.stopping = asyncio.Event()
 
-    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def db(
+        self, fn: Callable[..., T], *args: Any, pool: ThreadPoolExecutor | None = None, **kwargs: Any
+    ) -> T:
         def call() -> T:
             close_old_connections()
             try:
@@ -56,13 +60,15 @@ class Watcher:
             finally:
                 close_old_connections()
 
-        return await asyncio.get_running_loop().run_in_executor(self.pool, call)
+        return await asyncio.get_running_loop().run_in_executor(pool or self.pool, call)
 
     async def run(self) -> None:
         tickers = [
             asyncio.create_task(self._every(settings.DISPATCH_INTERVAL, dispatch_round)),
-            asyncio.create_task(self._every(settings.RECONCILE_INTERVAL, reconcile)),
-            asyncio.create_task(self._every(settings.BACKEND_HEALTH_INTERVAL, check_backends)),
+            asyncio.create_task(self._every(settings.RECONCILE_INTERVAL, reconcile, background=True)),
+            asyncio.create_task(
+                self._every(settings.BACKEND_HEALTH_INTERVAL, check_backends, background=True)
+            ),
         ]
         try:
             while not self.stopping.is_set():
@@ -76,11 +82,12 @@ class Watcher:
                 task.cancel()
             await asyncio.gather(*tickers, *self.backends.values(), return_exceptions=True)
             self.pool.shutdown(wait=True, cancel_futures=True)
+            self.background.shutdown(wait=True, cancel_futures=True)
 
-    async def _every(self, seconds: float, fn: Callable[[], Any]) -> None:
+    async def _every(self, seconds: float, fn: Callable[[], Any], *, background: bool = False) -> None:
         while True:
             try:
-                await self.db(fn)
+                await self.db(fn, pool=self.background if background else None)
             except Exception:
                 log.exception("%s failed; trying again in %.0f s", fn.__name__, seconds)
             await asyncio.sleep(seconds)
@@ -255,7 +262,7 @@ class BackendWatch:
 
 
 def run_watcher() -> None:
-    watcher = Watcher()
+    watcher = Watcher(workers=settings.WATCHER_THREADS)
     loop = asyncio.new_event_loop()
     import signal
 
