@@ -138,9 +138,20 @@ def attempt_submit(attempt: Attempt) -> None:
         attempt_failed(attempt, exc)
         return
     now = timezone.now()
-    Attempt.objects.filter(pk=attempt.pk, state=AttemptState.SUBMITTING).update(
+    recorded = Attempt.objects.filter(pk=attempt.pk, state=AttemptState.SUBMITTING).update(
         state=AttemptState.RUNNING, submitted_at=now, remote_handle=handle.remote_id
     )
+    if (
+        not recorded
+        and Attempt.objects.filter(
+            pk=attempt.pk, state__in=[AttemptState.LOST, AttemptState.FAILED, AttemptState.CANCELLED]
+        ).exists()
+    ):
+        # The reconciler gave this attempt up while the submit was on its way (or the job was
+        # cancelled): the job has moved on, so the prompt must not run as well.
+        log.warning("attempt %s was given up while being submitted; withdrawing its prompt", attempt.uuid)
+        attempt_cancel_remote_quietly(attempt)
+        return
     RenderJob.objects.filter(pk=job.pk, state=JobState.DISPATCHED).update(
         lease_expires_at=None, updated_at=now
     )

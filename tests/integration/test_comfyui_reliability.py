@@ -17,7 +17,7 @@ from django.utils import timezone
 from generation import services
 from generation.attempts import attempt_check
 from generation.models import Artifact, Attempt, JobState, RenderJob
-from generation.providers.base import ErrorCode, EventKind, RenderRequest, RetryClass
+from generation.providers.base import ErrorCode, EventKind, RemoteHandle, RenderRequest, RetryClass
 from generation.providers.comfyui import ComfyUIProvider, Timeouts
 from generation.reconciler import reconcile
 from generation.watcher import Watcher
@@ -206,3 +206,26 @@ def test_a_submit_that_never_reached_the_backend_is_sent_once_without_spending_t
     assert job.state == JobState.SUCCEEDED, job.error_message
     assert proxy.count(b"POST /prompt") == 1
     assert list(Attempt.objects.filter(job=job).values_list("state", flat=True)) == ["lost", "succeeded"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prompt_sent_after_its_attempt_was_given_up_is_withdrawn(proxy, template, staff_user, brief, quick):
+    from generation.attempts import attempt_create, attempt_submit
+
+    backend = services.backend_register_preview(url=proxy.url)
+    job = services.render_job_submit(scene=brief.scenes.first(), user=staff_user)
+    services.job_transition(
+        job.pk, from_states={JobState.QUEUED}, to_state=JobState.DISPATCHED, backend=backend
+    )
+    attempt = attempt_create(RenderJob.objects.get(pk=job.pk), backend)
+    # The reconciler decided the submit never arrived, just before it did.
+    Attempt.objects.filter(pk=attempt.pk).update(state="lost", error_code="lost")
+    attempt_submit(Attempt.objects.select_related("backend").get(pk=attempt.pk))
+    assert proxy.count(b"POST /prompt") == 1
+    with _provider(proxy.url) as provider:
+        handle = RemoteHandle("comfyui", str(attempt.uuid))
+        place = provider.locate(handle)
+        if place == "done":  # it had started: interrupted, not rendered
+            assert provider.outcome(handle).error.code == ErrorCode.CANCELLED
+        else:
+            assert place == "unknown"  # deleted from the queue before it ran
