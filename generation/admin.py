@@ -21,6 +21,7 @@ from generation.models import (
     WorkflowTemplate,
 )
 from generation.providers.base import ProviderError
+from generation.selectors import backends_with_load
 from generation.workflow_binding import TemplateError
 
 
@@ -57,9 +58,12 @@ class BackendAdmin(admin.ModelAdmin):
     def state_shown(self, backend: Backend) -> str:
         return BackendState(backend.state).label
 
-    @admin.display(description="In flight")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Backend]:
+        return backends_with_load()  # one query for the list, not one per backend
+
+    @admin.display(description="In flight", ordering="in_flight")
     def in_flight(self, backend: Backend) -> int:
-        return backend.render_jobs.filter(state__in=["dispatched", "running", "fetching"]).count()
+        return backend.in_flight  # type: ignore[attr-defined]
 
     @admin.action(description="Drain: finish queued renders, take nothing new")
     def drain(self, request: HttpRequest, queryset: QuerySet[Backend]) -> None:

@@ -1,6 +1,6 @@
 """REST API for renders: submit, follow, cancel, download."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -15,7 +15,7 @@ from briefs.selectors import briefs_visible_to, scenes_visible_to
 from generation import services
 from generation.downloads import artifact_response
 from generation.models import Artifact, Backend, QueuePolicy, RenderJob, WorkflowTemplate
-from generation.selectors import artifacts_visible_to, jobs_visible_to
+from generation.selectors import artifacts_visible_to, backends_with_load, jobs_visible_to
 
 
 class PolicyOverridesSerializer(serializers.Serializer):
@@ -205,12 +205,6 @@ class BackendOutputSerializer(serializers.ModelSerializer):
         ]
 
 
-def _backends_with_load() -> QuerySet[Backend]:
-    return Backend.objects.annotate(
-        in_flight=Count("render_jobs", filter=Q(render_jobs__state__in=["dispatched", "running", "fetching"]))
-    )
-
-
 class BackendListApi(generics.ListAPIView):
     """Backends and their state (staff only)."""
 
@@ -218,7 +212,7 @@ class BackendListApi(generics.ListAPIView):
     permission_classes = [IsAdminUser]
 
     def get_queryset(self) -> QuerySet[Backend]:
-        return _backends_with_load().order_by("name")
+        return backends_with_load().order_by("name")
 
 
 class DrainInputSerializer(serializers.Serializer):
@@ -236,7 +230,7 @@ class BackendDrainApi(APIView):
         incoming = DrainInputSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         services.backend_set_draining(backend=backend, draining=incoming.validated_data["drain"])
-        annotated = _backends_with_load().get(pk=backend.pk)
+        annotated = backends_with_load().get(pk=backend.pk)
         return Response(BackendOutputSerializer(annotated).data)
 
 

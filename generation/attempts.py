@@ -25,6 +25,7 @@ from django.utils import timezone
 from generation import services
 from generation.artifact_check import inspect_image
 from generation.models import (
+    IN_FLIGHT_STATES,
     TERMINAL_STATES,
     Artifact,
     Attempt,
@@ -49,7 +50,6 @@ from generation.workflow_validation import has_model, models_used
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = frozenset({JobState.DISPATCHED, JobState.RUNNING, JobState.FETCHING})
 RATE_LIMIT_PAUSE = timedelta(seconds=30)
 
 
@@ -342,7 +342,7 @@ def attempt_failed(attempt: Attempt, error: ProviderError) -> None:
     if _may_retry(job, attempt, error):
         services.job_transition(
             job.pk,
-            from_states=IN_FLIGHT,
+            from_states=IN_FLIGHT_STATES,
             to_state=JobState.QUEUED,
             lease_expires_at=None,
             progress_value=0,
@@ -354,7 +354,7 @@ def attempt_failed(attempt: Attempt, error: ProviderError) -> None:
         return
     services.job_transition(
         job.pk,
-        from_states={JobState.QUEUED, *IN_FLIGHT},
+        from_states={JobState.QUEUED, *IN_FLIGHT_STATES},
         to_state=JobState.LOST if error.code == ErrorCode.LOST else JobState.FAILED,
         error_code=error.code.value,
         error_message=services.error_with_hint(error, backend=attempt.backend),

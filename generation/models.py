@@ -151,7 +151,8 @@ class JobState(models.TextChoices):
 
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
-ACTIVE_STATES = frozenset(set(JobState) - TERMINAL_STATES - {JobState.DRAFT})
+# Out on a backend: dispatched, rendering, or having its outputs fetched.
+IN_FLIGHT_STATES = frozenset({JobState.DISPATCHED, JobState.RUNNING, JobState.FETCHING})
 
 ERROR_CODE_CHOICES = [(code.value, code.value.replace("_", " ")) for code in ErrorCode]
 

@@ -1,11 +1,11 @@
 """Reads about renders that need more than one query."""
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from briefs.models import Brief
 from briefs.selectors import briefs_visible_to
-from generation.models import Artifact, RenderJob
+from generation.models import IN_FLIGHT_STATES, Artifact, Backend, RenderJob
 
 
 def jobs_visible_to(user: User | AnonymousUser) -> QuerySet[RenderJob]:
@@ -28,3 +28,10 @@ def latest_job_per_scene(brief: Brief) -> dict[int, RenderJob]:
     for job in jobs:
         latest.setdefault(job.scene_id, job)
     return latest
+
+
+def backends_with_load() -> QuerySet[Backend]:
+    """Backends annotated with `in_flight`: their jobs dispatched, rendering or being fetched."""
+    return Backend.objects.annotate(
+        in_flight=Count("render_jobs", filter=Q(render_jobs__state__in=IN_FLIGHT_STATES))
+    )
