@@ -45,8 +45,9 @@ def job_payload(job: RenderJob) -> dict[str, Any]:
     }
 
 
-def _next_seq(brief_id: int) -> int:
-    Brief.objects.filter(pk=brief_id).update(event_seq=F("event_seq") + 1)
+def _next_seq(brief_id: int, count: int = 1) -> int:
+    """Reserve `count` sequence numbers for a brief; returns the last one."""
+    Brief.objects.filter(pk=brief_id).update(event_seq=F("event_seq") + count)
     return Brief.objects.filter(pk=brief_id).values_list("event_seq", flat=True).get()
 
 
@@ -58,13 +59,35 @@ def publish_job_update(job: RenderJob) -> None:
         transaction.on_commit(lambda: _send(group, message))
 
 
-def _send(group: str, message: dict[str, Any]) -> None:
+def publish_job_updates(jobs: list[RenderJob]) -> None:
+    """One event per job, numbered in order, sent together once the transaction commits."""
+    by_brief: dict[int, list[RenderJob]] = {}
+    for job in jobs:
+        by_brief.setdefault(job.brief_id, []).append(job)
+    with transaction.atomic():
+        for brief_id, group_jobs in by_brief.items():
+            last = _next_seq(brief_id, len(group_jobs))
+            brief_uuid = str(group_jobs[0].brief.uuid)
+            messages = [
+                {"type": "job.updated", "seq": seq, "brief": brief_uuid, "data": job_payload(job)}
+                for seq, job in enumerate(group_jobs, start=last - len(group_jobs) + 1)
+            ]
+            group = brief_group(brief_uuid)
+            transaction.on_commit(lambda g=group, m=messages: _send(g, *m))
+
+
+def _send(group: str, *messages: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, {"type": "brief.event", "message": message})
+        async_to_sync(_send_all)(layer, group, messages)
     except Exception:
         # A broker hiccup must never fail a render: the database already holds the
         # state, and clients resync from the API.
         log.warning("live event for %s not sent", group, exc_info=True)
+
+
+async def _send_all(layer: Any, group: str, messages: tuple[dict[str, Any], ...]) -> None:
+    for message in messages:
+        await layer.group_send(group, {"type": "brief.event", "message": message})

@@ -249,7 +249,7 @@ def _sha256_of(name: str) -> str:
     return digest.hexdigest()
 
 
-def _create_job(
+def _new_job(
     *,
     scene: Scene,
     template: WorkflowTemplate,
@@ -259,10 +259,10 @@ def _create_job(
     policy: dict[str, Any],
     user: User | None,
 ) -> RenderJob:
+    """A checked, unsaved job for one scene."""
     if not scene.prompt.strip():
         raise RenderRefused(f"Scene {scene.position} ({scene.title}) has no prompt to render.")
-    _require_a_backend(backend)
-    job = RenderJob.objects.create(
+    return RenderJob(
         brief=scene.brief,
         scene=scene,
         batch=batch,
@@ -277,10 +277,21 @@ def _create_job(
         state=JobState.QUEUED,
         created_by=user,
     )
-    JobEvent.objects.create(job=job, from_state="", to_state=JobState.QUEUED, message="render requested")
-    events.publish_job_update(job)
+
+
+def _save_new_jobs(jobs: list[RenderJob]) -> list[RenderJob]:
+    """Insert the jobs and their first events at once; a batch of hundreds must not
+    keep the backends waiting while it is written one row at a time."""
+    if len(jobs) == 1:
+        jobs[0].save()
+    else:
+        jobs = RenderJob.objects.bulk_create(jobs)
+    JobEvent.objects.bulk_create(
+        JobEvent(job=job, from_state="", to_state=JobState.QUEUED, message="render requested") for job in jobs
+    )
+    events.publish_job_updates(jobs)
     dispatch_soon()
-    return job
+    return jobs
 
 
 def dispatch_soon() -> None:
@@ -303,7 +314,8 @@ def render_job_submit(
     preset: QueuePolicy | None = None,
     policy_overrides: dict[str, Any] | None = None,
 ) -> RenderJob:
-    return _create_job(
+    _require_a_backend(backend)
+    job = _new_job(
         scene=scene,
         template=template or scene.brief.template or default_template(),
         backend=backend,
@@ -312,6 +324,7 @@ def render_job_submit(
         policy=policy_in_force(preset=preset, overrides=policy_overrides),
         user=_user_or_none(user),
     )
+    return _save_new_jobs([job])[0]
 
 
 @transaction.atomic
@@ -327,12 +340,13 @@ def render_brief_submit(
     scenes = list(brief.scenes.order_by("position"))
     if not scenes:
         raise RenderRefused("This brief has no scenes to render yet.")
+    _require_a_backend(backend)
     template = template or brief.template or default_template()
     owner = _user_or_none(user)
     policy = policy_in_force(preset=preset, overrides=policy_overrides)
     batch = RenderBatch.objects.create(brief=brief, created_by=owner, policy=policy)
     jobs = [
-        _create_job(
+        _new_job(
             scene=scene,
             template=template,
             backend=backend,
@@ -343,7 +357,7 @@ def render_brief_submit(
         )
         for scene in scenes
     ]
-    return batch, jobs
+    return batch, _save_new_jobs(jobs)
 
 
 # -- transitions --------------------------------------------------------------

@@ -15,6 +15,7 @@ import hashlib
 import pathlib
 import random
 import string
+import time
 from typing import Any
 
 from PIL import Image, ImageOps, ImageSequence
@@ -78,8 +79,11 @@ async def _ksampler(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
         # Everything that steered this sample shows up as a thumbnail in the decoded frame.
         guides=latent.guides + positive.guides + model.guides,
     )
+    started = time.monotonic()
     for step in range(1, steps + 1):
-        await ctx.sleep(step_seconds)
+        # Sleep to each step's deadline rather than a fixed step time, so that sending
+        # progress and previews does not stretch the render past its configured time.
+        await ctx.sleep(max(0.0, started + step * step_seconds - time.monotonic()))
         preview = None
         if ctx.settings.preview_method == "latent2rgb":
             preview = functools.partial(
