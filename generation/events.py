@@ -7,6 +7,7 @@ depends on it. Events are sent after the surrounding transaction commits.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -72,8 +73,7 @@ def publish_job_updates(jobs: list[RenderJob]) -> None:
                 {"type": "job.updated", "seq": seq, "brief": brief_uuid, "data": job_payload(job)}
                 for seq, job in enumerate(group_jobs, start=last - len(group_jobs) + 1)
             ]
-            group = brief_group(brief_uuid)
-            transaction.on_commit(lambda g=group, m=messages: _send(g, *m))
+            transaction.on_commit(functools.partial(_send, brief_group(brief_uuid), *messages))
 
 
 def _send(group: str, *messages: dict[str, Any]) -> None:
