@@ -224,3 +224,7 @@ CELERY_BEAT_SCHEDULE = {
     "dispatch": {"task": "generation.dispatch", "schedule": DISPATCH_INTERVAL},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Prometheus scrapers send this as `Authorization: Bearer …` to read /metrics; staff
+# can read it with their session or API token. Empty: no bearer token is accepted.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")

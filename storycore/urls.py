@@ -16,6 +16,7 @@ from generation.api import (
     SceneRenderApi,
 )
 from storycore.health import health
+from telemetry.views import metrics
 
 api_v1 = [
     path("briefs/", BriefListCreateApi.as_view(), name="brief-list"),
@@ -41,4 +42,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("health/", health, name="health"),
+    path("metrics", metrics, name="metrics"),
 ]
