@@ -60,8 +60,8 @@ class StudioCollector(Collector):
         by_state = dict(
             RenderJob.objects.values_list("state").annotate(n=Count("id")).values_list("state", "n")
         )
-        for state in JobState.values:
-            jobs.add_metric([state], by_state.get(state, 0))
+        for job_state in JobState.values:
+            jobs.add_metric([job_state], by_state.get(job_state, 0))
         yield jobs
 
         backends = list(Backend.objects.all())
@@ -81,7 +81,7 @@ class StudioCollector(Collector):
             "Jobs a backend may hold: capacity plus queue depth.",
             labels=["backend"],
         )
-        state = GaugeMetricFamily(
+        backend_state = GaugeMetricFamily(
             "storycore_backend_state",
             "1 for the state each backend is in, 0 for the others.",
             labels=["backend", "state"],
@@ -98,11 +98,11 @@ class StudioCollector(Collector):
             held.add_metric([backend.name], in_flight.get(backend.pk, 0))
             slots.add_metric([backend.name], backend.slots)
             for name in BackendState.values:
-                state.add_metric([backend.name, name], 1 if backend.state == name else 0)
+                backend_state.add_metric([backend.name, name], 1 if backend.state == name else 0)
             connected.add_metric([backend.name], 1 if backend.socket_connected else 0)
             if backend.vram_total_mb is not None:
                 vram.add_metric([backend.name], backend.vram_total_mb * 1024 * 1024)
-        yield from (held, slots, state, connected, vram)
+        yield from (held, slots, backend_state, connected, vram)
 
         waiting = GaugeMetricFamily("storycore_jobs_waiting", "Queued jobs no backend holds yet.")
         waiting.add_metric([], by_state.get(JobState.QUEUED, 0))
