@@ -58,11 +58,15 @@ def attempt_schema() -> dict[str, Any]:
 REQUIRED_FIELDS: tuple[str, ...] = tuple(attempt_schema()["required"])
 
 
-def schema_errors(record: Any, schema: dict[str, Any] | None = None) -> list[tuple[str, str]]:
-    """Every violation of the schema, as (JSON path, message), in a stable order."""
-    validator = Draft202012Validator(
-        schema if schema is not None else attempt_schema(),
-        format_checker=Draft202012Validator.FORMAT_CHECKER,
-    )
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(schema_document(name), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def schema_errors(
+    record: Any, schema_name: str = "attempt-telemetry.v1.schema.json"
+) -> list[tuple[str, str]]:
+    """Every violation of a schema in telemetry/schema, as (JSON path, message), in a stable order."""
+    validator = _validator(schema_name)
     errors = sorted(validator.iter_errors(record), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     return [(error.json_path, error.message) for error in errors]
