@@ -17,6 +17,7 @@ from generation.downloads import artifact_response
 from generation.events import job_payload
 from generation.models import Artifact
 from generation.selectors import artifacts_visible_to, jobs_visible_to, latest_job_per_scene
+from telemetry.selectors import brief_runs, brief_spend
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -61,6 +62,8 @@ def _editor(
         "brief_form": brief_form or BriefForm(instance=brief),
         "new_scene_form": new_scene_form or SceneForm(prefix="new"),
         "rows": rows,
+        "runs": brief_runs(brief),
+        "spend": brief_spend(brief),
     }
     return render(request, "briefs/detail.html", context, status=status)
 

@@ -278,8 +278,12 @@ class Attempt(models.Model):
     error_detail = models.JSONField(default=dict, blank=True)
     policy = models.JSONField(default=dict, blank=True, help_text="The queue policy this attempt ran under.")
     telemetry = models.JSONField(default=dict, blank=True)
+    # The GPU as the probes saw it before the render; the telemetry record is written at the end.
+    gpu_before = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    execution_started_at = models.DateTimeField(null=True, blank=True)
+    success_detected_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

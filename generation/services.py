@@ -6,6 +6,7 @@ acts when exactly one row changed, so two workers can never both move one job.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ from generation.models import (
     RenderJob,
     WorkflowTemplate,
 )
-from generation.nudge import nudge
+from generation.nudge import FINISH_RUNS, nudge
 from generation.policies import policy_in_force
 from generation.providers.base import BackendHealth, ErrorCode, ProviderError
 from generation.workflow_binding import (
@@ -378,7 +379,11 @@ def job_transition(
         JobEvent.objects.create(
             job_id=job_id, from_state=current or "", to_state=to_state, message=message[:2000]
         )
-        events.publish_job_update(RenderJob.objects.select_related("brief", "scene").get(pk=job_id))
+        job = RenderJob.objects.select_related("brief", "scene").get(pk=job_id)
+        events.publish_job_update(job)
+        if to_state in TERMINAL_STATES and job.batch_id is not None:
+            # Perhaps the batch's last job: its run report is written and validated soon.
+            transaction.on_commit(functools.partial(nudge, FINISH_RUNS))
     return True
 
 

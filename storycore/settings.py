@@ -8,6 +8,7 @@ lists every variable.
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from storycore.env import env_bool, env_float, env_int, env_list, env_str, secret_key_from
 
@@ -222,9 +223,27 @@ CELERY_BEAT_SCHEDULE = {
     },
     "reconcile": {"task": "generation.reconcile", "schedule": RECONCILE_INTERVAL},
     "dispatch": {"task": "generation.dispatch", "schedule": DISPATCH_INTERVAL},
+    # Run reports of finished batches whose nudge was lost.
+    "finish-runs": {"task": "telemetry.finish_runs", "schedule": RECONCILE_INTERVAL},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Prometheus scrapers send this as `Authorization: Bearer …` to read /metrics; staff
 # can read it with their session or API token. Empty: no bearer token is accepted.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
+# GPU probes asked before and after each attempt, in this order; the first that answers
+# wins and each one that fails leaves a fallback note. pynvml and nvidia-smi see this
+# machine's GPUs, so they are asked only for backends on this machine.
+TELEMETRY_GPU_PROBES = [
+    name
+    for name in env_list("TELEMETRY_GPU_PROBES", ["pynvml", "system_stats", "nvidia_smi"])
+    if name != "none"
+]
+if unknown_probes := set(TELEMETRY_GPU_PROBES) - {"pynvml", "system_stats", "nvidia_smi"}:
+    raise ImproperlyConfigured(
+        f"TELEMETRY_GPU_PROBES names unknown probe(s) {', '.join(sorted(unknown_probes))}; "
+        "use pynvml, system_stats and nvidia_smi in the order wanted, or none"
+    )
+TELEMETRY_NVIDIA_SMI = env_str("TELEMETRY_NVIDIA_SMI", "nvidia-smi")
+TELEMETRY_PROBE_TIMEOUT = env_float("TELEMETRY_PROBE_TIMEOUT", 2.0, minimum=0.1)

@@ -16,6 +16,15 @@ from generation.api import (
     SceneRenderApi,
 )
 from storycore.health import health
+from telemetry.api import (
+    BatchDetailApi,
+    BatchMetadataApi,
+    BatchSummaryApi,
+    BatchSummaryJsonApi,
+    BatchValidateApi,
+    BriefBatchesApi,
+    ValidationReportListApi,
+)
 from telemetry.views import metrics
 
 api_v1 = [
@@ -31,10 +40,18 @@ api_v1 = [
     path("backends/", BackendListApi.as_view(), name="backend-list"),
     path("backends/<uuid:backend_uuid>/drain/", BackendDrainApi.as_view(), name="backend-drain"),
     path("queue-policies/", QueuePolicyListApi.as_view(), name="queue-policy-list"),
+    path("briefs/<uuid:brief_uuid>/batches/", BriefBatchesApi.as_view(), name="brief-batches"),
+    path("batches/<uuid:batch_uuid>/", BatchDetailApi.as_view(), name="batch-detail"),
+    path("batches/<uuid:batch_uuid>/summary/", BatchSummaryApi.as_view(), name="batch-summary"),
+    path("batches/<uuid:batch_uuid>/summary.json", BatchSummaryJsonApi.as_view(), name="batch-summary-json"),
+    path("batches/<uuid:batch_uuid>/metadata/", BatchMetadataApi.as_view(), name="batch-metadata"),
+    path("batches/<uuid:batch_uuid>/validate/", BatchValidateApi.as_view(), name="batch-validate"),
+    path("validation-reports/", ValidationReportListApi.as_view(), name="validation-report-list"),
 ]
 
 urlpatterns = [
     path("", include("briefs.urls")),
+    path("", include("telemetry.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

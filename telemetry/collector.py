@@ -70,6 +70,7 @@ def build_attempt_record(
     notes: Sequence[str] = (),
     failed_polls: int | None = None,
     unknown_checks: int | None = None,
+    check: bool = True,
 ) -> dict[str, Any]:
     """The contract record for one attempt.
 
@@ -78,6 +79,8 @@ def build_attempt_record(
     and ``finished_at`` bound the whole attempt; the queue timestamps bound the
     wait on the backend (accepted to verdict). ``notes`` are fallbacks other
     than the GPU probes' (a provider's, e.g. "websocket unavailable").
+    With ``check=False`` an inconsistent record is returned rather than raised,
+    for callers that must keep whatever was measured.
     """
     before = gpu_before or NO_GPU
     after = gpu_after or NO_GPU
@@ -152,7 +155,7 @@ def build_attempt_record(
         record["failed_polls"] = failed_polls
     if unknown_checks is not None:
         record["unknown_checks"] = unknown_checks
-    failures = [result for result in validate_attempt(record) if not result.passed]
+    failures = [result for result in validate_attempt(record) if not result.passed] if check else []
     if failures:
         raise TelemetryInputError(failures)
     return record

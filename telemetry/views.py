@@ -5,12 +5,18 @@ from __future__ import annotations
 import hmac
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from rest_framework.authtoken.models import Token
 
+from telemetry.downloads import metadata_response, summary_response
 from telemetry.metrics import StudioCollector
+from telemetry.models import RunReport
+from telemetry.selectors import batches_visible_to
 
 
 def _may_scrape(request: HttpRequest) -> bool:
@@ -39,3 +45,23 @@ def metrics(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StudioCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def _run_report(request: HttpRequest, batch_uuid: str) -> RunReport:
+    batch = get_object_or_404(batches_visible_to(request.user), uuid=batch_uuid)
+    report = RunReport.objects.filter(batch=batch).select_related("batch").first()
+    if report is None:
+        raise Http404("This run has no summary yet: it is written when the batch's last job ends.")
+    return report
+
+
+@login_required
+@require_GET
+def run_summary(request: HttpRequest, batch_uuid: str) -> HttpResponse:
+    return summary_response(_run_report(request, batch_uuid))
+
+
+@login_required
+@require_GET
+def run_metadata(request: HttpRequest, batch_uuid: str) -> HttpResponse:
+    return metadata_response(_run_report(request, batch_uuid))
