@@ -157,7 +157,10 @@ def error_from_worker(error: str, output: Any = None) -> ProviderError:
     shown = "; ".join([text, *[d for d in details if not d.startswith("Traceback")]])[:1500]
     detail = {"error": excerpt(error), "details": excerpt(details)}
     message = f"the RunPod worker failed: {shown}"
-    if "the custom node may not be installed" in lowered:
+    if "the custom node may not be installed" in lowered or (
+        # Older ComfyUI servers (and the preview server) word an unknown class this way.
+        "cannot execute because node" in lowered and "does not exist" in lowered
+    ):
         return ProviderError(ErrorCode.MISSING_NODE, message, detail=detail)
     if "workflow validation failed" in lowered:
         model_miss = "value_not_in_list" in lowered and any(name in everything for name in MODEL_INPUTS)
