@@ -207,6 +207,27 @@ def test_a_rate_limited_submit_is_retried_on_the_same_backend(runpod):
     assert {a.backend.name for a in attempts} == {RUNPOD}
 
 
+def test_the_api_key_is_in_no_log_response_or_error_message(runpod):
+    _knobs(runpod["endpoint"], next_jobs=["fail"])
+    failed = _wait_for_end(runpod, _submit(runpod, "a key"))
+    with httpx.Client(
+        base_url=runpod["stack"].web_url, headers={"Authorization": f"Token {runpod['token']}"}
+    ) as api:
+        texts = [
+            json.dumps(failed),
+            api.get("/api/v1/backends/").text,
+            api.get(f"/api/v1/jobs/{failed['uuid']}/").text,
+            api.get("/health/").text,
+        ]
+    texts += [
+        runpod["stack"].log(name) for name in ("watcher", "worker", "asgi", "preview", "runpod-endpoint")
+    ]
+    texts += [json.dumps(a.error_detail) + a.error_message for a in Attempt.objects.all()]
+    assert "runpod-endpoint" in [p.stem for p in runpod["stack"].log_dir.glob("*.log")]
+    for text in texts:
+        assert API_KEY not in text
+
+
 def test_a_watcher_restart_mid_job_reattaches_by_job_id_without_submitting_again(runpod):
     # Last in the module: the stack's own watcher is killed, and its replacement stops with the test.
     stack = runpod["stack"]
