@@ -8,6 +8,7 @@ be entered again (the error says so). A key is never shown after it is saved.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 
@@ -22,8 +23,13 @@ _CONTEXT = b"storycore backend api keys v1"
 
 
 def _fernet() -> Fernet:
-    secret = (settings.STORYCORE_SECRETS_KEY or settings.SECRET_KEY).encode()
-    key = hashlib.pbkdf2_hmac("sha256", secret, _CONTEXT, 100_000)
+    return _fernet_for(settings.STORYCORE_SECRETS_KEY or settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=4)
+def _fernet_for(secret: str) -> Fernet:
+    # Stretching costs tens of milliseconds; every poll of a RunPod render reads the key.
+    key = hashlib.pbkdf2_hmac("sha256", secret.encode(), _CONTEXT, 100_000)
     return Fernet(base64.urlsafe_b64encode(key))
 
 
