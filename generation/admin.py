@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -8,7 +10,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from generation import services
-from generation.forms import WorkflowImportForm
+from generation.api_keys import api_key_state
+from generation.forms import BackendForm, WorkflowImportForm
 from generation.models import (
     Artifact,
     Attempt,
@@ -27,6 +30,7 @@ from generation.workflow_binding import TemplateError
 
 @admin.register(Backend)
 class BackendAdmin(admin.ModelAdmin):
+    form = BackendForm
     list_display = [
         "name",
         "kind",
@@ -49,10 +53,23 @@ class BackendAdmin(admin.ModelAdmin):
         "vram_total_mb",
         "socket_connected",
         "object_info_fetched_at",
+        "api_key_status",
         "created_at",
     ]
     actions = ["check_health", "refresh_object_info", "drain", "undrain"]
     list_display_links = ["name"]
+
+    def save_model(self, request: HttpRequest, obj: Backend, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        services.backend_set_api_key(
+            backend=obj,
+            api_key=form.cleaned_data.get("api_key", ""),
+            clear=form.cleaned_data.get("clear_api_key", False),
+        )
+
+    @admin.display(description="API key")
+    def api_key_status(self, backend: Backend) -> str:
+        return api_key_state(backend)
 
     @admin.display(description="State")
     def state_shown(self, backend: Backend) -> str:

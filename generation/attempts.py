@@ -23,6 +23,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from generation import services
+from generation.api_keys import api_key_of
 from generation.artifact_check import inspect_image
 from generation.models import (
     IN_FLIGHT_STATES,
@@ -45,6 +46,8 @@ from generation.providers.base import (
     RetryClass,
 )
 from generation.providers.comfyui import ComfyUIProvider, Timeouts
+from generation.providers.runpod import RunPodProvider
+from generation.providers.runpod import Timeouts as RunPodTimeouts
 from generation.workflow_binding import bind_workflow, targets_from_json
 from generation.workflow_validation import has_model, models_used
 
@@ -53,20 +56,35 @@ log = logging.getLogger(__name__)
 RATE_LIMIT_PAUSE = timedelta(seconds=30)
 
 
-def provider_for(backend: Backend, policy: dict[str, Any] | None = None) -> ComfyUIProvider:
+Provider = ComfyUIProvider | RunPodProvider
+
+
+def provider_for(backend: Backend, policy: dict[str, Any] | None = None) -> Provider:
+    policy = policy or {}
+    poll_interval = float(policy.get("poll_interval_s", settings.RENDER_POLL_INTERVAL))
+    max_wait = float(policy.get("max_wait_s", settings.RENDER_MAX_WAIT))
+    if backend.kind == BackendKind.RUNPOD:
+        return RunPodProvider(
+            backend.base_url,
+            backend.endpoint_id,
+            api_key_of(backend),
+            timeouts=RunPodTimeouts(
+                connect=settings.RENDER_CONNECT_TIMEOUT, poll_interval=poll_interval, max_wait=max_wait
+            ),
+            max_output_bytes=settings.ARTIFACT_MAX_BYTES,
+        )
     if backend.kind != BackendKind.COMFYUI:
         raise ProviderError(
             ErrorCode.CONFIG_INVALID, f"backend {backend.name} is a {backend.kind} backend, not yet supported"
         )
-    policy = policy or {}
     return ComfyUIProvider(
         backend.base_url,
         client_id=backend.watch_client_id,
         listen=False,  # the render watcher holds this client id's socket
         timeouts=Timeouts(
             connect=settings.RENDER_CONNECT_TIMEOUT,
-            poll_interval=float(policy.get("poll_interval_s", settings.RENDER_POLL_INTERVAL)),
-            max_wait=float(policy.get("max_wait_s", settings.RENDER_MAX_WAIT)),
+            poll_interval=poll_interval,
+            max_wait=max_wait,
             post_execution=float(
                 policy.get("post_execution_timeout_s", settings.RENDER_POST_EXECUTION_TIMEOUT)
             ),
@@ -241,6 +259,7 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False) -> None:
     if not claimed and not attempt_claim_fetch(attempt_id):
         return
     job = RenderJob.objects.select_related("brief", "scene").get(pk=job_id)
+    provider: Provider | None = None
     try:
         with provider_for(attempt.backend, attempt.policy) as provider:
             outputs = provider.outputs(handle_of(attempt))
@@ -254,11 +273,15 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False) -> None:
             for index, output in enumerate(saved):
                 _store_output(provider, job, attempt, output, index)
             notes = provider.fallback_notes
+            remote = _remote_facts(provider)
     except ProviderError as exc:
+        if exc.code == ErrorCode.OUTPUT_INVALID and isinstance(provider, RunPodProvider):
+            # Keep what RunPod answered (long base64 cut) for the attempt's record.
+            exc.detail.setdefault("response", provider.last_answer)
         attempt_failed(attempt, exc)
         return
     finished = timezone.now()
-    telemetry = dict(attempt.telemetry, fallback_notes=notes)
+    telemetry = dict(attempt.telemetry, fallback_notes=notes, **remote)
     if attempt.submitted_at:
         telemetry["duration_s"] = round((finished - attempt.submitted_at).total_seconds(), 3)
     Attempt.objects.filter(pk=attempt.pk).update(
@@ -275,8 +298,17 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False) -> None:
     )
 
 
+def _remote_facts(provider: Provider) -> dict[str, Any]:
+    """What the backend itself reported about the run: RunPod's delayTime and executionTime (ms)."""
+    return (
+        {"runpod": dict(provider.telemetry)}
+        if isinstance(provider, RunPodProvider) and provider.telemetry
+        else {}
+    )
+
+
 def _store_output(
-    provider: ComfyUIProvider, job: RenderJob, attempt: Attempt, output: RemoteOutput, index: int
+    provider: Provider, job: RenderJob, attempt: Attempt, output: RemoteOutput, index: int
 ) -> Artifact:
     label = f"{output.filename!r} of node {output.node_id}"
     tmp_dir = Path(settings.VAR_DIR) / "tmp"
@@ -347,7 +379,7 @@ def attempt_failed(attempt: Attempt, error: ProviderError) -> None:
             lease_expires_at=None,
             progress_value=0,
             progress_max=0,
-            not_before=timezone.now() + RATE_LIMIT_PAUSE if error.retry == RetryClass.SAME_BACKEND else None,
+            not_before=timezone.now() + _pause_for(error) if error.retry == RetryClass.SAME_BACKEND else None,
             message=f"attempt {attempt.number} on {attempt.backend.name}: {error.code}; trying again",
         )
         services.dispatch_soon()
@@ -362,6 +394,14 @@ def attempt_failed(attempt: Attempt, error: ProviderError) -> None:
         message=f"{error.code}: {error.message}",
     )
     services.dispatch_soon()
+
+
+def _pause_for(error: ProviderError) -> timedelta:
+    """How long a rate-limited job waits: what the backend asked (Retry-After), or the default."""
+    asked = error.detail.get("retry_after")
+    if isinstance(asked, int | float) and asked > 0:
+        return timedelta(seconds=min(float(asked), 600.0))
+    return RATE_LIMIT_PAUSE
 
 
 def _may_retry(job: RenderJob, attempt: Attempt, error: ProviderError) -> bool:
@@ -435,7 +475,7 @@ def attempt_check(attempt_id: int) -> str:
     telemetry["history_attempts"] = telemetry.get("history_attempts", 0) + 1
     policy = attempt.policy or {}
     found = _ask_backend(attempt, telemetry)
-    if found in ("pending", "running", "unreachable"):
+    if found in ("pending", "running", "unreachable", "rate_limited"):
         limit = int(policy.get("max_poll_attempts") or 0)
         waited = (timezone.now() - (attempt.submitted_at or attempt.created_at)).total_seconds()
         max_wait = float(policy.get("max_wait_s", settings.RENDER_MAX_WAIT))
@@ -464,9 +504,13 @@ def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> str:
         with provider_for(attempt.backend, attempt.policy) as provider:
             outcome = provider.outcome(handle)
             place = "done" if outcome is not None else provider.queue_place(handle)
+            telemetry.update(_remote_facts(provider))
     except ProviderError as exc:
+        if exc.code == ErrorCode.RATE_LIMITED:
+            # Asked to slow down, not gone: the caller backs off and asks again.
+            return "rate_limited"
         telemetry["failed_polls"] = telemetry.get("failed_polls", 0) + 1
-        if telemetry["failed_polls"] >= FAILED_POLLS:
+        if telemetry["failed_polls"] >= FAILED_POLLS or exc.code == ErrorCode.AUTH_FAILED:
             Attempt.objects.filter(pk=attempt.pk).update(telemetry=telemetry)
             attempt_failed(attempt, exc)
             return "failed"
@@ -476,6 +520,10 @@ def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> str:
         telemetry["history_exit_reason"] = "success" if outcome.error is None else "failed"
         Attempt.objects.filter(pk=attempt.pk).update(telemetry=telemetry)
         if outcome.error is None:
+            if attempt.backend.kind == BackendKind.RUNPOD:
+                # RunPod may finish a job between two polls: it did run, so the job's
+                # timeline shows it running before its outputs are fetched.
+                attempt_started(attempt.pk)
             attempt_finalize(attempt.pk)
             return "done"
         attempt_failed(attempt, outcome.error)

@@ -49,8 +49,10 @@ AVOID_AFTER = (
 
 
 def eligible_backends() -> list[Backend]:
+    # Every kind: a RunPod backend has capacity like any other. It has no node catalogue,
+    # so placement ranks it with the backends whose catalogue is not read yet.
     return list(
-        Backend.objects.filter(enabled=True, draining=False, kind="comfyui")
+        Backend.objects.filter(enabled=True, draining=False)
         .exclude(health_state=HealthState.DOWN)
         .defer("object_info")  # large; read through _catalogue, once per fetch
         .order_by("name")
@@ -114,7 +116,8 @@ def _placement(job: RenderJob, backends: list[Backend]) -> list[Backend]:
     for backend in backends:
         catalogue = _catalogue(backend)
         if catalogue is None:
-            rank = 1  # not known yet: acceptable, after those known to have the models
+            # Not known yet, or never (RunPod): acceptable, after those known to have the models.
+            rank = 1
         elif all(has_model(catalogue, name, value) for name, value in needed):
             rank = 0
         else:

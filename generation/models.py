@@ -83,6 +83,22 @@ class Backend(models.Model):
     # and dispatch can prefer backends that have a workflow's models.
     object_info = models.JSONField(null=True, blank=True, editable=False)
     object_info_fetched_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # RunPod serverless: base_url is the API base (https://api.runpod.ai/v2) and this names the endpoint.
+    endpoint_id = models.CharField(max_length=100, blank=True, help_text="RunPod endpoint id.")
+    # Fernet token (generation.api_keys); the plain key is never stored, shown or returned.
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    api_key_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Name of an environment variable holding the API key; used instead of a stored key.",
+    )
+    price_per_second = models.DecimalField(
+        max_digits=12,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="What the endpoint costs per second of execution, for cost reports.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -92,6 +108,9 @@ class Backend(models.Model):
                 fields=["is_default"], condition=Q(is_default=True), name="one_default_backend"
             ),
             models.CheckConstraint(condition=Q(kind__in=BackendKind.values), name="backend_kind_valid"),
+            models.CheckConstraint(
+                condition=~Q(kind="runpod") | ~Q(endpoint_id=""), name="runpod_backend_has_endpoint"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -456,6 +456,10 @@ def workflow_check_on_backend(
     A problem found in a catalogue older than a minute is checked once more
     against a fresh one: someone may have just installed the model.
     """
+    if backend.kind == BackendKind.RUNPOD:
+        # RunPod serverless exposes no /object_info: the worker's ComfyUI validates on arrival,
+        # and its refusal comes back as the job's error.
+        return
     info = backend_object_info(backend=backend)
     try:
         validate_workflow(workflow, info, ignore=uploads)
@@ -529,8 +533,39 @@ def backend_check_health(*, backend: Backend) -> BackendHealth:
 def check_backends() -> None:
     """Health of every enabled backend, and its node catalogue when that is stale."""
     for backend in Backend.objects.filter(enabled=True):
-        if backend_check_health(backend=backend).reachable:
+        if backend_check_health(backend=backend).reachable and backend.kind == BackendKind.COMFYUI:
             try:
                 backend_object_info(backend=backend)  # refetched only when stale
             except ProviderError:
                 pass  # the next check tries again; the health state already says why
+
+
+# -- RunPod backends ------------------------------------------------------------
+def backend_set_api_key(*, backend: Backend, api_key: str = "", clear: bool = False) -> None:
+    """Store a new API key encrypted, or clear the stored one; an empty key changes nothing."""
+    from generation.api_keys import encrypt_api_key
+
+    if clear:
+        Backend.objects.filter(pk=backend.pk).update(api_key_encrypted="")
+    elif api_key:
+        Backend.objects.filter(pk=backend.pk).update(api_key_encrypted=encrypt_api_key(api_key.strip()))
+
+
+@transaction.atomic
+def backend_register_local_runpod(
+    *, url: str, endpoint_id: str, api_key_env: str, name: str = "Local RunPod endpoint"
+) -> Backend:
+    """The local RunPod-compatible endpoint as a backend; its key is read from `api_key_env`."""
+    backend, _ = Backend.objects.update_or_create(
+        name=name,
+        defaults={
+            "kind": BackendKind.RUNPOD,
+            "base_url": url,
+            "endpoint_id": endpoint_id,
+            "api_key_env": api_key_env,
+            "enabled": True,
+            "description": "Local RunPod-compatible serverless endpoint running worker-comfyui's job "
+            "logic against the storyboard preview server (no GPU).",
+        },
+    )
+    return backend

@@ -7,7 +7,8 @@ fetched on a small thread pool, and the freed slot is filled at once. While a
 socket is down, and every few poll intervals while it is up, each render out on
 that backend is checked through /history and /queue (generation.attempts.attempt_check).
 The watcher also runs dispatch and reconcile rounds itself, so renders keep
-flowing while the broker is away.
+flowing while the broker is away. RunPod backends have no socket: one loop per
+backend polls /status for every render on it (RunPodWatch).
 
 Run exactly one watcher per studio: ComfyUI gives a client id's messages to the
 newest socket only.
@@ -94,19 +95,20 @@ class Watcher:
 
     async def _refresh_backends(self) -> None:
         rows = await self.db(
-            lambda: list(
-                Backend.objects.filter(enabled=True, kind=BackendKind.COMFYUI).values_list(
-                    "pk", "base_url", "uuid"
-                )
-            )
+            lambda: list(Backend.objects.filter(enabled=True).values_list("pk", "base_url", "uuid", "kind"))
         )
-        wanted = {pk: (url, f"storycore-{uid}") for pk, url, uid in rows}
+        wanted = {pk: (url, f"storycore-{uid}", kind) for pk, url, uid, kind in rows}
         for pk in set(self.backends) - set(wanted):
             self.backends.pop(pk).cancel()
-        for pk, (url, client_id) in wanted.items():
+        for pk, (url, client_id, kind) in wanted.items():
             task = self.backends.get(pk)
             if task is None or task.done():
-                self.backends[pk] = asyncio.create_task(BackendWatch(self, pk, url, client_id).run())
+                follow = (
+                    RunPodWatch(self, pk).run()
+                    if kind == BackendKind.RUNPOD
+                    else BackendWatch(self, pk, url, client_id).run()
+                )
+                self.backends[pk] = asyncio.create_task(follow)
 
 
 class BackendWatch:
@@ -259,6 +261,56 @@ class BackendWatch:
                     await self.watcher.db(attempts.attempt_check, attempt_id)
                 except Exception:
                     log.exception("checking attempt %s failed", attempt_id)
+
+
+class RunPodWatch:
+    """One RunPod backend. RunPod pushes nothing, so each render on it is asked about on /status
+    at its queue policy's poll interval, backing off (doubling, up to MAX_BACKOFF) while the
+    endpoint is unreachable or rate limiting. One loop serves every render on the backend."""
+
+    def __init__(self, watcher: Watcher, backend_id: int) -> None:
+        self.watcher = watcher
+        self.backend_id = backend_id
+        self.next_check: dict[int, float] = {}
+        self.delay: dict[int, float] = {}
+
+    async def run(self) -> None:
+        tick = max(0.05, min(settings.RENDER_POLL_INTERVAL, 1.0) / 2)
+        while True:
+            await self._round()
+            await asyncio.sleep(tick)
+
+    async def _round(self) -> None:
+        rows = await self.watcher.db(
+            lambda: list(
+                Attempt.objects.filter(backend_id=self.backend_id, state=AttemptState.RUNNING).values_list(
+                    "pk", "policy"
+                )
+            )
+        )
+        out = {pk for pk, _ in rows}
+        for gone in set(self.next_check) - out:
+            self.next_check.pop(gone, None)
+            self.delay.pop(gone, None)
+        ended = False
+        for attempt_id, policy in rows:
+            if time.monotonic() < self.next_check.get(attempt_id, 0.0):
+                continue
+            interval = float((policy or {}).get("poll_interval_s", settings.RENDER_POLL_INTERVAL))
+            try:
+                found = await self.watcher.db(attempts.attempt_check, attempt_id)
+            except Exception:
+                log.exception("checking attempt %s failed", attempt_id)
+                found = "unreachable"
+            if found in ("unreachable", "rate_limited"):
+                delay = min(max(self.delay.get(attempt_id, interval) * 2, interval), MAX_BACKOFF)
+            else:
+                delay = interval
+            ended = ended or found in ("done", "failed", "lost", "timeout", "cancelled")
+            self.delay[attempt_id] = delay
+            self.next_check[attempt_id] = time.monotonic() + delay
+        if ended:
+            await self.watcher.db(dispatch_round)  # a slot came free: fill it now
 
 
 def run_watcher() -> None:

@@ -17,6 +17,8 @@ VAR_DIR = Path(env_str("STORYCORE_VAR_DIR", str(BASE_DIR / "var")))
 
 SECRET_KEY = secret_key_from("SECRET_KEY", VAR_DIR / "secret_key")
 DEBUG = env_bool("DEBUG", False)
+# Encrypts backends' API keys at rest (generation/api_keys.py); SECRET_KEY when unset.
+STORYCORE_SECRETS_KEY = env_str("STORYCORE_SECRETS_KEY", "")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -177,6 +179,11 @@ SPECTACULAR_SETTINGS = {
 # --- Rendering ------------------------------------------------------------
 PREVIEW_SERVER_PORT = env_int("PREVIEW_SERVER_PORT", 8189, minimum=1)
 PREVIEW_SERVER_URL = env_str("PREVIEW_SERVER_URL", f"http://127.0.0.1:{PREVIEW_SERVER_PORT}")
+# The local RunPod-compatible endpoint (`manage.py runpod_endpoint`), a second backend of
+# the embedded studio when LOCAL_RUNPOD is on.
+LOCAL_RUNPOD = env_bool("LOCAL_RUNPOD", False)
+LOCAL_RUNPOD_PORT = env_int("LOCAL_RUNPOD_PORT", 8191, minimum=1)
+LOCAL_RUNPOD_ENDPOINT_ID = env_str("LOCAL_RUNPOD_ENDPOINT_ID", "local-comfyui")
 DEFAULT_TEMPLATE_SLUG = env_str("DEFAULT_TEMPLATE_SLUG", "storyboard-txt2img")
 WORKFLOWS_DIR = BASE_DIR / "workflows"
 RENDER_CONNECT_TIMEOUT = env_float("RENDER_CONNECT_TIMEOUT", 5.0, minimum=0.1)

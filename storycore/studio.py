@@ -120,6 +120,8 @@ def main() -> int:
     django.setup()
     from django.conf import settings
 
+    from storycore.env import secret_key_from
+
     web_port = int(os.environ.get("STUDIO_PORT", "8000"))
     host = os.environ.get("STUDIO_HOST", "127.0.0.1")
     embedded_valkey = "REDIS_URL" not in os.environ
@@ -130,6 +132,10 @@ def main() -> int:
     var_dir.mkdir(parents=True, exist_ok=True)
 
     ports = {"web": web_port, "preview server": settings.PREVIEW_SERVER_PORT}
+    if settings.LOCAL_RUNPOD:
+        ports["local RunPod endpoint"] = settings.LOCAL_RUNPOD_PORT
+        # The endpoint checks it and the watcher and workers send it; it never goes on a command line.
+        env["LOCAL_RUNPOD_API_KEY"] = secret_key_from("LOCAL_RUNPOD_API_KEY", var_dir / "local-runpod-key")
     if embedded_valkey:
         ports["embedded Valkey"] = settings.EMBEDDED_VALKEY_PORT
     busy = [f"{name} port {port}" for name, port in ports.items() if not _port_free(port)]
@@ -145,6 +151,8 @@ def main() -> int:
     _manage("migrate", "--no-input", "-v", "0", env=env)
     _manage("load_workflows", env=env)
     _manage("register_preview_backend", "--url", preview_url, env=env)
+    if settings.LOCAL_RUNPOD:
+        _manage("register_local_runpod", env=env)
 
     supervisor = Supervisor()
 
@@ -180,6 +188,24 @@ def main() -> int:
             [sys.executable, "manage.py", "preview_server", "--port", str(settings.PREVIEW_SERVER_PORT)],
             port=settings.PREVIEW_SERVER_PORT,
         ),
+    ]
+    if settings.LOCAL_RUNPOD:
+        children.append(
+            Child(
+                "local RunPod endpoint",
+                [
+                    sys.executable,
+                    "manage.py",
+                    "runpod_endpoint",
+                    "--port",
+                    str(settings.LOCAL_RUNPOD_PORT),
+                    "--comfyui-url",
+                    preview_url,
+                ],
+                port=settings.LOCAL_RUNPOD_PORT,
+            )
+        )
+    children += [
         Child("render watcher", [sys.executable, "manage.py", "render_watcher"]),
         Child(
             "Celery worker",
@@ -223,7 +249,12 @@ def main() -> int:
             f"  API docs      {url}/api/docs/\n"
             f"  Health        {url}/health/\n"
             f"  Preview server (ComfyUI-compatible)  {preview_url}\n"
-            f"  Staff login   {lines['staff login']}\n"
+            + (
+                f"  Local RunPod endpoint  http://127.0.0.1:{settings.LOCAL_RUNPOD_PORT}/v2\n"
+                if settings.LOCAL_RUNPOD
+                else ""
+            )
+            + f"  Staff login   {lines['staff login']}\n"
             f"  API token     {lines['API token']}\n"
             "Press Ctrl-C to stop every process.\n",
             flush=True,

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -72,6 +72,9 @@ class Stack:
     preview_url: str
     redis_url: str
     log_dir: Path
+    # The environment every process got, and the processes by name (a test may restart one).
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
 
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
@@ -115,6 +118,7 @@ def start_stack(
     redis_url = f"redis://127.0.0.1:{valkey_port}/0"
     env = stack_env(database_url=database_url, redis_url=redis_url, var_dir=var_dir, media_root=media_root)
     python = sys.executable
+    processes: dict[str, subprocess.Popen] = {}
     with (
         running(
             "valkey",
@@ -140,7 +144,7 @@ def start_stack(
             log_dir,
             preview_port,
         ),
-        running("watcher", [python, "manage.py", "render_watcher"], env, log_dir),
+        running("watcher", [python, "manage.py", "render_watcher"], env, log_dir) as watcher,
         running(
             "worker",
             [
@@ -174,9 +178,12 @@ def start_stack(
             web_port,
         ),
     ):
+        processes["watcher"] = watcher
         yield Stack(
             web_url=f"http://127.0.0.1:{web_port}",
             preview_url=f"http://127.0.0.1:{preview_port}",
             redis_url=redis_url,
             log_dir=log_dir,
+            env=env,
+            processes=processes,
         )

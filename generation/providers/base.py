@@ -136,6 +136,9 @@ class RemoteOutput:
     folder_type: str
     kind: str  # image | video | audio | text
     animated: bool = False
+    # Where fetch finds the bytes when the backend hands them over itself rather than
+    # serving them by name (RunPod: an S3 URL, or the index of a base64 image in its answer).
+    source: str = ""
 
 
 @dataclass

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('generation', '0005_attempt_telemetry_times'),
+        ('generation', '0006_attempt_telemetry_times'),
     ]
 
     operations = [

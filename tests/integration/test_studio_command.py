@@ -100,3 +100,63 @@ def test_the_studio_starts_everything_prints_the_login_and_stops_cleanly(tmp_pat
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def test_the_studio_runs_the_local_runpod_endpoint_as_a_second_backend(tmp_path):
+    web, preview, valkey, runpod = free_port(), free_port(), free_port(), free_port()
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL", "PREVIEW_SERVER_URL"}
+    } | {
+        "STORYCORE_VAR_DIR": str(tmp_path / "var"),
+        "STUDIO_PORT": str(web),
+        "PREVIEW_SERVER_PORT": str(preview),
+        "EMBEDDED_VALKEY_PORT": str(valkey),
+        "LOCAL_RUNPOD": "1",
+        "LOCAL_RUNPOD_PORT": str(runpod),
+        "CELERY_CONCURRENCY": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "storycore.studio"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out = _Output(process)
+        output = out.wait_for("Press Ctrl-C to stop every process.", process, timeout=120)
+        assert f"Local RunPod endpoint  http://127.0.0.1:{runpod}/v2" in output
+        token = re.search(r"API token\s+([0-9a-f]{40})", output).group(1)
+        brief = re.search(r"Demo brief\s+http://\S+/briefs/([0-9a-f-]+)/", output).group(1)
+        headers = {"Authorization": f"Token {token}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{web}", headers=headers, timeout=10) as api:
+            backends = {b["name"]: b for b in api.get("/api/v1/backends/").json()["results"]}
+            assert backends["Local RunPod endpoint"]["kind"] == "runpod"
+            scene = api.get(f"/api/v1/briefs/{brief}/").json()["scenes"][0]
+            job = api.post(
+                f"/api/v1/scenes/{scene['uuid']}/renders/", json={"backend": "Local RunPod endpoint"}
+            )
+            assert job.status_code == 202, job.text
+            deadline = time.monotonic() + 60
+            while (state := api.get(f"/api/v1/jobs/{job.json()['uuid']}/").json())["state"] not in (
+                "succeeded",
+                "failed",
+            ):
+                assert time.monotonic() < deadline, state
+                time.sleep(0.3)
+        assert state["state"] == "succeeded", state
+        assert (tmp_path / "var" / "local-runpod-key").stat().st_mode & 0o077 == 0
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        assert process.returncode == 0, out.rest()
+        assert _port_closed(runpod) and _port_closed(web)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

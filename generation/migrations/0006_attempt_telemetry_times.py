@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generation', '0004_fast_iteration_policy'),
+        ('generation', '0005_runpod_backend'),
     ]
 
     operations = [
