@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -22,10 +22,27 @@ class ImageFacts:
     height: int
     content_type: str
     extension: str
+    frames: int = 1
 
 
-def inspect_image(path: Path | IO[bytes], *, max_pixels: int, label: str) -> ImageFacts:
-    """Decode the whole image once; raise OUTPUT_INVALID naming the output on any problem."""
+def expected_frames(workflow: dict[str, Any]) -> int | None:
+    """Frames a video workflow asks for (SVD's video_frames), or None for stills."""
+    counts = [
+        node["inputs"]["video_frames"]
+        for node in workflow.values()
+        if isinstance(node, dict)
+        and isinstance(node.get("inputs"), dict)
+        and isinstance(node["inputs"].get("video_frames"), int)
+    ]
+    return max(counts) if counts else None
+
+
+def inspect_image(
+    path: Path | IO[bytes], *, max_pixels: int, label: str, frames: int | None = None
+) -> ImageFacts:
+    """Decode the whole image once (every frame of an animation); raise OUTPUT_INVALID naming
+    the output on any problem. A file that may still be being written (truncated, or fewer
+    frames than `frames`) says so in the error's detail as `incomplete`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -37,15 +54,26 @@ def inspect_image(path: Path | IO[bytes], *, max_pixels: int, label: str) -> Ima
                         f"output {label} is {width}x{height}, above the limit of {max_pixels} pixels",
                     )
                 fmt = image.format or ""
-                image.load()  # decodes every byte: a truncated file fails here
+                found = getattr(image, "n_frames", 1)
+                for frame in range(found):
+                    image.seek(frame)
+                    image.load()  # decodes every byte: a truncated file fails here
     except ProviderError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ProviderError(ErrorCode.OUTPUT_INVALID, f"output {label} is not a usable image: {exc}") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ProviderError(
-            ErrorCode.OUTPUT_INVALID, f"output {label} is damaged or incomplete: {exc}"
+            ErrorCode.OUTPUT_INVALID,
+            f"output {label} is damaged or incomplete: {exc}",
+            detail={"incomplete": True},
         ) from exc
+    if frames is not None and found < frames:
+        raise ProviderError(
+            ErrorCode.OUTPUT_INVALID,
+            f"output {label} has {found} of the {frames} frames the workflow asks for",
+            detail={"incomplete": True},
+        )
     if fmt not in CONTENT_TYPES:
         raise ProviderError(
             ErrorCode.OUTPUT_INVALID, f"output {label} is a {fmt or 'unknown'} file, not PNG/JPEG/WEBP/GIF"
@@ -53,5 +81,10 @@ def inspect_image(path: Path | IO[bytes], *, max_pixels: int, label: str) -> Ima
     if width < 1 or height < 1:
         raise ProviderError(ErrorCode.OUTPUT_INVALID, f"output {label} has no pixels")
     return ImageFacts(
-        format=fmt, width=width, height=height, content_type=CONTENT_TYPES[fmt], extension=EXTENSIONS[fmt]
+        format=fmt,
+        width=width,
+        height=height,
+        content_type=CONTENT_TYPES[fmt],
+        extension=EXTENSIONS[fmt],
+        frames=found,
     )

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from django.utils import timezone
 
 from generation import services
 from generation.api_keys import api_key_of
-from generation.artifact_check import inspect_image
+from generation.artifact_check import expected_frames, inspect_image
 from generation.models import (
     IN_FLIGHT_STATES,
     TERMINAL_STATES,
@@ -50,10 +51,14 @@ from generation.providers.runpod import RunPodProvider
 from generation.providers.runpod import Timeouts as RunPodTimeouts
 from generation.workflow_binding import bind_workflow, targets_from_json
 from generation.workflow_validation import has_model, models_used
+from telemetry import recording
 
 log = logging.getLogger(__name__)
 
 RATE_LIMIT_PAUSE = timedelta(seconds=30)
+# Waits between fetches of an output the server is still writing.
+COMPLETE_FIRST_PAUSE = 0.25
+COMPLETE_MAX_PAUSE = 2.0
 
 
 Provider = ComfyUIProvider | RunPodProvider
@@ -124,6 +129,7 @@ def attempt_submit(attempt: Attempt) -> None:
                 backend=attempt.backend,
                 uploads=frozenset((image.node_id, image.input_name) for image in inputs),
             )
+            _snapshot_before(attempt)
             try:
                 handle = provider.submit(
                     RenderRequest(attempt_id=str(attempt.uuid), workflow=workflow, images=tuple(inputs))
@@ -210,9 +216,11 @@ def _input_images(job: RenderJob) -> list[InputImage]:
 def attempt_started(attempt_id: int) -> None:
     job_id = Attempt.objects.filter(pk=attempt_id).values_list("job_id", flat=True).first()
     # The backend runs it, so it was submitted, even if the submit's answer never came back.
+    now = timezone.now()
     Attempt.objects.filter(pk=attempt_id, state=AttemptState.SUBMITTING).update(
-        state=AttemptState.RUNNING, submitted_at=timezone.now()
+        state=AttemptState.RUNNING, submitted_at=now
     )
+    Attempt.objects.filter(pk=attempt_id, execution_started_at__isnull=True).update(execution_started_at=now)
     if job_id is not None:
         services.job_transition(
             job_id, from_states={JobState.DISPATCHED}, to_state=JobState.RUNNING, message="rendering"
@@ -233,7 +241,9 @@ def attempt_progress(attempt_id: int, *, value: int, maximum: int) -> None:
 def attempt_claim_fetch(attempt_id: int) -> bool:
     """Move the job to fetching under a lease; its backend slot is free from here on."""
     job_id = Attempt.objects.values_list("job_id", flat=True).get(pk=attempt_id)
-    lease = timezone.now() + timedelta(seconds=settings.RENDER_LEASE_SECONDS)
+    now = timezone.now()
+    Attempt.objects.filter(pk=attempt_id, success_detected_at__isnull=True).update(success_detected_at=now)
+    lease = now + timedelta(seconds=settings.RENDER_LEASE_SECONDS)
     claimed = services.job_transition(
         job_id,
         from_states={JobState.DISPATCHED, JobState.RUNNING},
@@ -270,20 +280,40 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False) -> None:
                     ErrorCode.OUTPUT_INVALID, f"the render produced no image (outputs: {len(outputs)})"
                 )
             Artifact.objects.filter(attempt=attempt).delete()  # a half-done earlier fetch
+            frames = expected_frames(_bound_workflow(job, attempt))
+            post_execution = float(
+                attempt.policy.get("post_execution_timeout_s", settings.RENDER_POST_EXECUTION_TIMEOUT)
+            )
+            deadline = time.monotonic() + post_execution
+            waited = 0.0
             for index, output in enumerate(saved):
-                _store_output(provider, job, attempt, output, index)
+                waited += _store_complete(
+                    provider, job, attempt, output, index, frames=frames, deadline=deadline
+                )
             notes = provider.fallback_notes
             remote = _remote_facts(provider)
     except ProviderError as exc:
+        if "waited_s" in exc.detail:
+            # Outputs never became whole within the post-execution timeout.
+            _keep_counters(
+                attempt.pk,
+                dict(
+                    attempt.telemetry,
+                    history_exit_reason="postExecution",
+                    output_wait_s=exc.detail["waited_s"],
+                ),
+            )
         if exc.code == ErrorCode.OUTPUT_INVALID and isinstance(provider, RunPodProvider):
             # Keep what RunPod answered (long base64 cut) for the attempt's record.
             exc.detail.setdefault("response", provider.last_answer)
         attempt_failed(attempt, exc)
         return
     finished = timezone.now()
-    telemetry = dict(attempt.telemetry, fallback_notes=notes, **remote)
-    if attempt.submitted_at:
-        telemetry["duration_s"] = round((finished - attempt.submitted_at).total_seconds(), 3)
+    attempt.refresh_from_db()
+    attempt.telemetry = dict(attempt.telemetry, **remote)
+    telemetry = _record(
+        attempt, finished_at=finished, succeeded=True, output_complete=True, output_wait_s=waited, notes=notes
+    )
     Attempt.objects.filter(pk=attempt.pk).update(
         state=AttemptState.SUCCEEDED, finished_at=finished, telemetry=telemetry
     )
@@ -307,8 +337,51 @@ def _remote_facts(provider: Provider) -> dict[str, Any]:
     )
 
 
+def _store_complete(
+    provider: Provider,
+    job: RenderJob,
+    attempt: Attempt,
+    output: RemoteOutput,
+    index: int,
+    *,
+    frames: int | None,
+    deadline: float,
+) -> float:
+    """Store an output once it is complete; returns the seconds spent waiting for it to be.
+
+    A server may still be writing a file when it reports success: a truncated
+    file, or a video with fewer frames than asked for, is fetched again until
+    it is whole or the post-execution timeout runs out.
+    """
+    started = time.monotonic()
+    pause = COMPLETE_FIRST_PAUSE
+    while True:
+        try:
+            _store_output(provider, job, attempt, output, index, frames=frames)
+            return round(time.monotonic() - started, 3) if pause > COMPLETE_FIRST_PAUSE else 0.0
+        except ProviderError as exc:
+            left = deadline - time.monotonic()
+            if not exc.detail.get("incomplete"):
+                raise
+            if left <= 0:
+                exc.detail["waited_s"] = round(time.monotonic() - started, 3)
+                exc.message = (
+                    f"{exc.message} (still so after the {exc.detail['waited_s']:g} s post-execution wait)"
+                )
+                raise
+            log.info("attempt %s: output %s not complete yet (%s); fetching again", attempt.uuid, index, exc)
+        time.sleep(min(pause, max(left, 0.0)))
+        pause = min(pause * 2, COMPLETE_MAX_PAUSE)
+
+
 def _store_output(
-    provider: Provider, job: RenderJob, attempt: Attempt, output: RemoteOutput, index: int
+    provider: Provider,
+    job: RenderJob,
+    attempt: Attempt,
+    output: RemoteOutput,
+    index: int,
+    *,
+    frames: int | None = None,
 ) -> Artifact:
     label = f"{output.filename!r} of node {output.node_id}"
     tmp_dir = Path(settings.VAR_DIR) / "tmp"
@@ -329,7 +402,9 @@ def _store_output(
         tmp.flush()
         if size == 0:
             raise ProviderError(ErrorCode.OUTPUT_INVALID, f"output {label} is empty")
-        facts = inspect_image(Path(tmp.name), max_pixels=settings.ARTIFACT_MAX_PIXELS, label=label)
+        facts = inspect_image(
+            Path(tmp.name), max_pixels=settings.ARTIFACT_MAX_PIXELS, label=label, frames=frames
+        )
         tmp.seek(0)
         # The stored name is ours: the backend's file name never touches a local path.
         name = f"{job.brief.uuid}/{job.uuid}/{attempt.uuid}-{index}.{facts.extension}"
@@ -365,6 +440,7 @@ def attempt_failed(attempt: Attempt, error: ProviderError) -> None:
     )
     if not ended:
         return  # someone else already ended it
+    _record_ended(attempt.pk)
     if error.code == ErrorCode.UNAVAILABLE:
         # Take it out of dispatch now; the next health check brings it back when it answers.
         services.backend_record_health(backend=attempt.backend, reachable=False, message=error.message)
@@ -434,6 +510,8 @@ def attempt_cancel_remote(attempt: Attempt) -> None:
     updated = Attempt.objects.filter(
         pk=attempt.pk, state__in=[AttemptState.SUBMITTING, AttemptState.RUNNING]
     ).update(state=AttemptState.CANCELLED, finished_at=timezone.now(), error_code=ErrorCode.CANCELLED.value)
+    if updated:
+        _record_ended(attempt.pk)
     if not updated or not attempt.remote_handle:
         return
     try:
@@ -443,6 +521,42 @@ def attempt_cancel_remote(attempt: Attempt) -> None:
         log.warning(
             "attempt %s cancelled here, but %s could not be told: %s", attempt.uuid, attempt.backend, exc
         )
+
+
+# -- telemetry -------------------------------------------------------------------
+def _snapshot_before(attempt: Attempt) -> None:
+    try:
+        recording.snapshot_before(attempt)
+    except Exception:
+        # Telemetry never stops a render; the record will say no snapshot was taken.
+        log.exception("attempt %s: GPU snapshot before the render failed", attempt.uuid)
+
+
+def _record(attempt: Attempt, **figures: Any) -> dict[str, Any]:
+    try:
+        return recording.attempt_record(attempt, **figures)
+    except Exception as exc:
+        log.exception("attempt %s: telemetry record not built", attempt.uuid)
+        return dict(attempt.telemetry, warnings=[f"telemetry record not built: {exc}"])
+
+
+def _record_ended(attempt_id: int) -> None:
+    """The contract record of an attempt that ended without outputs."""
+    attempt = Attempt.objects.select_related("backend").get(pk=attempt_id)
+    telemetry = _record(
+        attempt,
+        finished_at=attempt.finished_at or timezone.now(),
+        succeeded=False,
+        output_wait_s=attempt.telemetry.get("output_wait_s"),
+    )
+    Attempt.objects.filter(pk=attempt_id).update(telemetry=telemetry)
+
+
+def _keep_counters(attempt_id: int, telemetry: dict[str, Any]) -> None:
+    """Save the checks' counters while the attempt is out; an ended attempt has its record."""
+    Attempt.objects.filter(pk=attempt_id, state__in=[AttemptState.SUBMITTING, AttemptState.RUNNING]).update(
+        telemetry=telemetry
+    )
 
 
 def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
@@ -482,7 +596,7 @@ def attempt_check(attempt_id: int) -> str:
         if waited > max_wait or (limit and telemetry["history_attempts"] >= limit):
             reason = "maxWait" if waited > max_wait else "attemptLimit"
             telemetry["history_exit_reason"] = reason
-            Attempt.objects.filter(pk=attempt.pk).update(telemetry=telemetry)
+            _keep_counters(attempt.pk, telemetry)
             attempt_cancel_remote_quietly(attempt)
             attempt_failed(
                 attempt,
@@ -494,7 +608,7 @@ def attempt_check(attempt_id: int) -> str:
                 ),
             )
             return "timeout"
-    Attempt.objects.filter(pk=attempt.pk).update(telemetry=telemetry)
+    _keep_counters(attempt.pk, telemetry)
     return found
 
 
@@ -511,14 +625,14 @@ def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> str:
             return "rate_limited"
         telemetry["failed_polls"] = telemetry.get("failed_polls", 0) + 1
         if telemetry["failed_polls"] >= FAILED_POLLS or exc.code == ErrorCode.AUTH_FAILED:
-            Attempt.objects.filter(pk=attempt.pk).update(telemetry=telemetry)
+            _keep_counters(attempt.pk, telemetry)
             attempt_failed(attempt, exc)
             return "failed"
         return "unreachable"
     telemetry["failed_polls"] = 0
     if outcome is not None:
         telemetry["history_exit_reason"] = "success" if outcome.error is None else "failed"
-        Attempt.objects.filter(pk=attempt.pk).update(telemetry=telemetry)
+        _keep_counters(attempt.pk, telemetry)
         if outcome.error is None:
             if attempt.backend.kind == BackendKind.RUNPOD:
                 # RunPod may finish a job between two polls: it did run, so the job's
@@ -532,7 +646,7 @@ def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> str:
         telemetry["unknown_checks"] = telemetry.get("unknown_checks", 0) + 1
         if telemetry["unknown_checks"] >= UNKNOWN_STRIKES:
             telemetry["history_exit_reason"] = "unknown"
-            Attempt.objects.filter(pk=attempt.pk).update(telemetry=telemetry)
+            _keep_counters(attempt.pk, telemetry)
             attempt_failed(
                 attempt,
                 ProviderError(

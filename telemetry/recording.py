@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 LOCAL_PROBES = ("pynvml", "nvidia_smi")
 # The counters the attempt code keeps while it follows a render; carried into the record.
 COUNTERS = ("history_attempts", "failed_polls", "unknown_checks", "history_exit_reason")
-# RunPod's own timings, as the RunPod provider records them on the attempt.
-RUNPOD_TIMES = ("runpod_delay_time_ms", "runpod_execution_time_ms")
 
 
 def _on_this_machine(base_url: str) -> bool:
@@ -110,8 +108,9 @@ def attempt_record(
 ) -> dict[str, Any]:
     """The contract record of an attempt that has ended, with the GPU as it is now."""
     kept = attempt.telemetry or {}
+    runpod = kept.get("runpod") or {}  # delayTime and executionTime, as the RunPod provider saw them
     after = gpu_snapshot(attempt.backend)
-    price = attempt.backend.price_per_second_usd if hasattr(attempt.backend, "price_per_second_usd") else None
+    price = attempt.backend.price_per_second
     figures: dict[str, Any] = dict(
         backend_kind=attempt.backend.kind,
         attempt_number=attempt.number,
@@ -121,15 +120,15 @@ def attempt_record(
         queue_started_at=attempt.submitted_at,
         queue_ended_at=attempt.success_detected_at or (finished_at if attempt.submitted_at else None),
         execution_started_at=attempt.execution_started_at,
-        success_detected_at=attempt.success_detected_at if succeeded else None,
+        success_detected_at=attempt.success_detected_at,
         history_attempts=int(kept.get("history_attempts", 0)),
         exit_reason=_exit_reason(kept.get("history_exit_reason"), succeeded=succeeded),
         output_complete_detected=output_complete,
         output_wait_s=output_wait_s,
         gpu_before=_snapshot_from_json(attempt.gpu_before),
         gpu_after=after,
-        runpod_delay_time_ms=kept.get("runpod_delay_time_ms"),
-        runpod_execution_time_ms=kept.get("runpod_execution_time_ms"),
+        runpod_delay_time_ms=runpod.get("delay_ms"),
+        runpod_execution_time_ms=runpod.get("execution_ms"),
         price_per_gpu_second_usd=float(price) if price is not None else None,
         notes=[str(note) for note in notes],
         failed_polls=kept.get("failed_polls"),

@@ -111,12 +111,18 @@ def stack_env(*, database_url: str, redis_url: str, var_dir: Path, media_root: P
 
 @contextmanager
 def start_stack(
-    *, database_url: str, var_dir: Path, media_root: Path, render_seconds: float = 0.6
+    *,
+    database_url: str,
+    var_dir: Path,
+    media_root: Path,
+    render_seconds: float = 0.6,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     log_dir = var_dir / "logs"
     valkey_port, preview_port, web_port = free_port(), free_port(), free_port()
     redis_url = f"redis://127.0.0.1:{valkey_port}/0"
     env = stack_env(database_url=database_url, redis_url=redis_url, var_dir=var_dir, media_root=media_root)
+    env.update(extra_env or {})
     python = sys.executable
     processes: dict[str, subprocess.Popen] = {}
     with (

@@ -22,6 +22,7 @@ from PIL import Image
 from briefs.demo import demo_seed
 from generation.models import Attempt, JobEvent
 from generation.services import backend_register_local_runpod
+from telemetry.validation import validate_attempt
 from tests.stack import free_port, running
 
 pytestmark = pytest.mark.integration
@@ -149,9 +150,13 @@ def test_the_demo_brief_renders_the_same_on_runpod_and_on_the_preview_server(run
         attempt = Attempt.objects.get(job__uuid=job_uuid)
         assert attempt.backend.name == RUNPOD
         assert attempt.remote_handle.endswith("-u1")  # RunPod's job id, recorded before waiting
-        facts = attempt.telemetry["runpod"]
-        assert facts["runpod_status"] == "COMPLETED"
-        assert facts["execution_ms"] > 0 and facts["delay_ms"] >= 0
+        record = attempt.telemetry  # the contract record, with RunPod's own timings
+        assert record["backend_kind"] == "runpod"
+        assert record["runpod_execution_time_ms"] > 0 and record["runpod_delay_time_ms"] >= 0
+        assert record["gpu_seconds"] == record["runpod_execution_time_ms"] / 1000
+        assert record["gpu_probe_before"] is None  # no probe reaches a RunPod worker's GPU, and it says so
+        assert any("no probe reaches the GPU of runpod backend" in note for note in record["fallback_notes"])
+        assert all(result.passed for result in validate_attempt(record)), record
         events = list(JobEvent.objects.filter(job__uuid=job_uuid).values_list("to_state", flat=True))
         assert events == order
 

@@ -182,8 +182,9 @@ def test_validate_runs_exits_nonzero_when_a_run_fails(finished):
 def test_validate_runs_explains_what_it_cannot_validate(staff_user, template, backend, brief):
     from django.core.management.base import CommandError
 
-    with pytest.raises(CommandError, match="no finished run matches"):
+    with pytest.raises(CommandError, match="no finished run matches") as nothing:
         call_command("validate_runs", stdout=io.StringIO())
+    assert nothing.value.returncode == 2  # a pipeline tells "nothing to check" from "a run failed"
     batch, jobs = services.render_brief_submit(brief=brief, user=staff_user)
     with pytest.raises(CommandError, match=rf"still rendering \({len(jobs)} of {len(jobs)} jobs open\)"):
         call_command("validate_runs", "--batch", str(batch.uuid))

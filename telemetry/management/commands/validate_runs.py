@@ -17,7 +17,7 @@ from telemetry.selectors import batches_with_progress
 class Command(BaseCommand):
     help = (
         "Validate run reports against the telemetry contract and store a validation report for each. "
-        "Exits 1 when any run fails a check."
+        "Exits 1 when any run fails a check, 2 when the arguments match nothing it can validate."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -36,7 +36,7 @@ class Command(BaseCommand):
         finished_now = runs.finish_due_runs()  # batches that ended without a report yet
         batches = self._batches(options)
         if not batches:
-            raise CommandError("no finished run matches; nothing was validated")
+            raise CommandError("no finished run matches; nothing was validated", returncode=2)
         failed = 0
         for batch in batches:
             report = RunReport.objects.filter(batch=batch).first()
@@ -60,14 +60,15 @@ class Command(BaseCommand):
             wanted = batches.filter(uuid__in=self._uuids(options["batch"]))
             missing = set(options["batch"]) - {str(b.uuid) for b in wanted}
             if missing:
-                raise CommandError(f"no batch {', '.join(sorted(missing))}")
+                raise CommandError(f"no batch {', '.join(sorted(missing))}", returncode=2)
             open_ones = [b for b in wanted if b.jobs_open]  # type: ignore[attr-defined]
             if open_ones:
                 raise CommandError(
                     "; ".join(
                         f"batch {b.uuid} is still rendering ({b.jobs_open} of {b.jobs_total} jobs open)"  # type: ignore[attr-defined]
                         for b in open_ones
-                    )
+                    ),
+                    returncode=2,
                 )
             return list(wanted)
         if options["brief"]:
@@ -80,7 +81,7 @@ class Command(BaseCommand):
         try:
             return [str(uuid.UUID(value)) for value in values]
         except ValueError as exc:
-            raise CommandError(f"not a UUID: {exc}") from exc
+            raise CommandError(f"not a UUID: {exc}", returncode=2) from exc
 
     def _print(self, batch: RenderBatch, validation: Any, *, as_json: bool) -> None:
         failures = [r for r in validation.results if not r["passed"]]
