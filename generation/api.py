@@ -202,6 +202,8 @@ class BackendOutputSerializer(serializers.ModelSerializer):
             "in_flight",
             "socket_connected",
             "vram_total_mb",
+            "endpoint_id",
+            "price_per_second",
         ]
 
 

@@ -102,7 +102,22 @@ class StudioCollector(Collector):
             connected.add_metric([backend.name], 1 if backend.socket_connected else 0)
             if backend.vram_total_mb is not None:
                 vram.add_metric([backend.name], backend.vram_total_mb * 1024 * 1024)
-        yield from (held, slots, backend_state, connected, vram)
+        used = GaugeMetricFamily(
+            "storycore_backend_vram_used_bytes",
+            "GPU memory in use after the backend's latest attempt with GPU figures.",
+            labels=["backend"],
+        )
+        for backend in backends:
+            latest = (
+                Attempt.objects.filter(backend=backend, telemetry__vram_after_mb__isnull=False)
+                .exclude(telemetry__vram_after_mb=None)
+                .order_by("-finished_at", "-id")
+                .values_list("telemetry", flat=True)
+                .first()
+            )
+            if latest and isinstance(latest.get("vram_after_mb"), int):
+                used.add_metric([backend.name], latest["vram_after_mb"] * 1024 * 1024)
+        yield from (held, slots, backend_state, connected, vram, used)
 
         waiting = GaugeMetricFamily("storycore_jobs_waiting", "Queued jobs no backend holds yet.")
         waiting.add_metric([], by_state.get(JobState.QUEUED, 0))

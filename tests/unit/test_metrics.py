@@ -9,6 +9,7 @@ from rest_framework.authtoken.models import Token
 
 from generation import services
 from generation.models import Attempt, AttemptState, JobState, RenderJob
+from tests.unit.test_telemetry_attempt_rules import success_record
 
 
 def _families(response) -> dict:
@@ -60,6 +61,7 @@ def test_metrics_count_jobs_backends_and_durations(client, staff_user, template,
             if seconds
             else None,
         )
+    Attempt.objects.filter(job=done).update(telemetry=success_record())  # VRAM 9800 MiB in use after
     RenderJob.objects.filter(pk=done.pk).update(state=JobState.SUCCEEDED, backend=backend)
     RenderJob.objects.filter(pk=running.pk).update(state=JobState.RUNNING, backend=backend)
 
@@ -74,6 +76,9 @@ def test_metrics_count_jobs_backends_and_durations(client, staff_user, template,
     assert _value(families["storycore_backend_slots"], backend=backend.name) == backend.slots
     assert _value(families["storycore_backend_state"], backend=backend.name, state="unknown") == 1
     assert _value(families["storycore_backend_state"], backend=backend.name, state="healthy") == 0
+
+    used = families["storycore_backend_vram_used_bytes"]
+    assert _value(used, backend=backend.name) == 9800 * 1024 * 1024
 
     render = families["storycore_render_duration_seconds"]
     assert (
