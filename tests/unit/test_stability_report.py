@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from generation import services
@@ -170,3 +171,61 @@ def test_the_text_has_totals_runs_and_groups(two_runs, second_backend):
     assert "execution_failed 1/1, timeout 1/0" in text
     assert "validation failed" in text and second_backend.name in text
     assert text.rstrip().endswith("UNSTABLE: 1 run(s) failed validation, 0 not validated, 1 job(s) failed")
+
+
+# -- the admin page --------------------------------------------------------------------------
+STABILITY = "/admin/telemetry/stability/"
+
+
+@pytest.fixture
+def operator(client, django_user_model):
+    user = django_user_model.objects.create_superuser("ops", password="a-long-password-5")
+    client.force_login(user)
+    return user
+
+
+def test_the_admin_page_shows_the_figures(client, operator, two_runs, second_backend):
+    page = client.get(STABILITY)
+    assert page.status_code == 200
+    html = page.content.decode()
+    totals = html.split('id="stability-totals"', 1)[1].split("</table>", 1)[0]
+    for cell in (
+        "<td>2</td>",
+        "<td>1 (0.25)</td>",
+        "<td>80.0% (4/5)</td>",
+        "execution_failed 1/1, timeout 1/0",
+    ):
+        assert cell in totals, cell
+    backends = html.split('id="stability-backends"', 1)[1].split("</table>", 1)[0]
+    assert "gpu-02 &lt;b&gt;" in backends and "<b>" not in backends
+    assert f"/admin/telemetry/charts/backends/{second_backend.uuid}/" in backends
+    assert str(two_runs[0].uuid) in html
+
+    narrowed = client.get(STABILITY, {"backend": second_backend.name, "runs": 5}).content.decode()
+    assert str(two_runs[1].uuid) not in narrowed and str(two_runs[0].uuid) in narrowed
+
+
+def test_the_admin_page_refuses_bad_filters_with_a_message(client, operator, two_runs):
+    assert client.get(STABILITY, {"runs": 0}).status_code == 400
+    page = client.get(STABILITY, {"backend": "no-such-backend"})
+    assert page.status_code == 400 and "Select a valid choice" in page.content.decode()
+
+
+def test_the_admin_index_and_the_validation_list_link_to_it(client, operator):
+    assert STABILITY in client.get("/admin/").content.decode()
+    assert STABILITY in client.get("/admin/telemetry/validationreport/").content.decode()
+    assert STABILITY in client.get("/admin/telemetry/").content.decode()
+    assert STABILITY not in client.get("/admin/generation/").content.decode()
+
+
+def test_only_staff_with_the_telemetry_view_permissions_see_it(client, staff_user, writer):
+    client.force_login(writer)
+    response = client.get(STABILITY)
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    client.force_login(staff_user)
+    assert client.get(STABILITY).status_code == 403
+    assert STABILITY not in client.get("/admin/").content.decode()
+    staff_user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_runreport", "view_validationreport"])
+    )
+    assert client.get(STABILITY).status_code == 200
