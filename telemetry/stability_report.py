@@ -152,14 +152,14 @@ def _group_lines(title: str, rows: list[GroupRow]) -> list[str]:
     if not rows:
         return [f"{title}: none"]
     header = (
-        f"  {'name':<28} {'jobs':>5} {'failed':>6} {'attempts':>8} {'retries/job':>11} "
+        f"  {'name':<36} {'jobs':>5} {'failed':>6} {'attempts':>8} {'retries/job':>11} "
         f"{'requeues/job':>12} {'contract':>8}  failures (attempts/jobs)"
     )
     lines = [f"{title}:", header]
     for row in rows:
         f = row.figures
         lines.append(
-            f"  {row.label[:28]:<28} {f.jobs:>5} {f.jobs_failed:>6} {f.attempts:>8} "
+            f"  {row.label[:36]:<36} {f.jobs:>5} {f.jobs_failed:>6} {f.attempts:>8} "
             f"{per_job(f.retries_per_job):>11} {per_job(f.requeues_per_job):>12} "
             f"{percent(f.contract_completeness):>8}  {codes_text(f.failures)}"
         )
