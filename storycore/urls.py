@@ -54,6 +54,8 @@ urlpatterns = [
     path("", include("telemetry.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # The admin's telemetry pages, before the admin site's own URLs (its catch-all would answer first).
+    path("admin/telemetry/", include("telemetry.admin_views")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
