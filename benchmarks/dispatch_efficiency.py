@@ -1,8 +1,9 @@
 """Benchmark: how well dispatch keeps the backends busy.
 
-Builds a throwaway studio in a temporary directory (SQLite database, embedded
-Valkey, N storyboard preview servers as backends with capacity 1 and
-queue_depth 1, one real `manage.py render_watcher`), submits one brief of
+Builds a throwaway studio in a temporary directory (SQLite database, or the
+empty one --database-url names; embedded Valkey; N storyboard preview servers
+as backends with capacity 1 and queue_depth 1; one real `manage.py
+render_watcher`), submits one brief of
 `--jobs` scenes through `render_brief_submit`, and waits until every job ends.
 
 Figures:
@@ -80,6 +81,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll-interval", type=float, default=0.5, help="RENDER_POLL_INTERVAL in s")
     parser.add_argument("--timeout", type=float, default=None, help="give up after this many s")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="an empty database to run on (e.g. postgres://user@127.0.0.1:5432/bench) instead of a "
+        "throwaway SQLite file; it is migrated, and left with the benchmark's rows",
+    )
     return parser.parse_args(argv)
 
 
@@ -98,7 +105,7 @@ def make_world(root: Path, args: argparse.Namespace) -> World:
     settings_env = {
         "DJANGO_SETTINGS_MODULE": "storycore.settings",
         "STORYCORE_VAR_DIR": str(root / "var"),
-        "DATABASE_URL": f"sqlite:///{root / 'var' / 'bench.sqlite3'}",
+        "DATABASE_URL": args.database_url or f"sqlite:///{root / 'var' / 'bench.sqlite3'}",
         "MEDIA_ROOT": str(root / "media"),
         # A real broker: with REDIS_URL on a closed port every dispatch nudge
         # blocks inside Celery's connect. Nobody consumes the nudges here: the
@@ -518,7 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"dispatch efficiency: {args.jobs} jobs, {args.backends} backends (capacity 1, queue_depth 1), "
         f"{args.render_ms} ms per render, DISPATCH_INTERVAL={args.dispatch_interval} s, "
-        f"RENDER_POLL_INTERVAL={args.poll_interval} s; baseline {args.baseline_jobs} jobs"
+        f"RENDER_POLL_INTERVAL={args.poll_interval} s; baseline {args.baseline_jobs} jobs; "
+        f"database {'PostgreSQL' if (args.database_url or '').startswith('postgres') else 'SQLite'}"
     )
     runs: list[Run] = []
     status = 0

@@ -19,10 +19,14 @@ from typing import Any
 
 from .graph import DependencyCycleError, ExecutionList, cache_keys, is_link
 from .hub import Hub
+from .nodebase import PromptPace
 from .nodes import NODE_TYPES, InterruptProcessing, NodeContext, NodeResult, NodeType
 from .prompt_queue import PromptQueue, QueueItem
 from .settings import PreviewSettings
 from .validation import full_type_name
+
+# Nodes that stand for the GPU's sampling work: they take the prompt's render time.
+SAMPLER_TYPES = frozenset({"KSampler"})
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +138,9 @@ class Engine:
         self._worker: asyncio.Task[None] | None = None
         # Shared by POST /prompt: it counts every parsed request, even rejected ones.
         self.number = 0
+        # Seconds the nodes after the last sampler took on recent prompts (see PromptPace).
+        self.tail_seconds: float | None = None
+        self.pace: PromptPace | None = None
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -189,6 +196,12 @@ class Engine:
         ui_outputs: dict[str, dict[str, Any]] = {}
         try:
             self._add_message(messages, "execution_start", {"prompt_id": prompt_id}, broadcast=False)
+            self.pace = PromptPace(
+                started=time.monotonic(),
+                render_seconds=self.settings.render_seconds,
+                samplers=sum(1 for node in prompt.values() if node.get("class_type") in SAMPLER_TYPES),
+                tail=min(self.tail_seconds or 0.0, self.settings.render_seconds / 2),
+            )
             registry = ProgressRegistry(
                 prompt_id, lambda data: self.hub.send("progress_state", data, self.client_id)
             )
@@ -226,6 +239,10 @@ class Engine:
 
             if failure is None:
                 success = True
+                if self.pace.last_end is not None:
+                    tail = time.monotonic() - self.pace.last_end
+                    previous = self.tail_seconds
+                    self.tail_seconds = tail if previous is None else 0.7 * previous + 0.3 * tail
                 self._add_message(messages, "execution_success", {"prompt_id": prompt_id}, broadcast=False)
             else:
                 self._report_failure(messages, prompt, failure, executed, current_outputs)
@@ -319,6 +336,7 @@ class Engine:
                 registry, item.prompt_id, node_id, value, maximum, preview
             ),
             sleep=self._interruptible_sleep,
+            pace=self.pace,
         )
         try:
             self._raise_if_interrupted()

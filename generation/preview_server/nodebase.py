@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import pathlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +29,35 @@ ProgressReporter = Callable[[int, int, Callable[[], bytes] | None], Awaitable[No
 
 
 @dataclasses.dataclass
+class PromptPace:
+    """Keeps one prompt to the configured render time.
+
+    Its samplers share the time; the last one also leaves room for the nodes after
+    it (decoding, saving), as long as they took on the previous prompt. So a render
+    takes `render_seconds` from execution_start to execution_success however fast
+    this machine draws and encodes frames.
+    """
+
+    started: float
+    render_seconds: float
+    samplers: int
+    tail: float = 0.0
+    done: int = 0
+    last_end: float | None = None
+
+    def next_deadline(self) -> float:
+        share = (self.done + 1) / max(self.samplers, 1)
+        target = self.started + self.render_seconds * share
+        if self.done + 1 >= self.samplers:
+            target -= self.tail
+        return target
+
+    def sampler_finished(self) -> None:
+        self.done += 1
+        self.last_end = time.monotonic()
+
+
+@dataclasses.dataclass
 class NodeContext:
     """What a running node may use besides its inputs."""
 
@@ -40,6 +70,7 @@ class NodeContext:
     state: dict[str, Any]
     report_progress: ProgressReporter
     sleep: Callable[[float], Awaitable[None]]
+    pace: PromptPace | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,7 +66,9 @@ async def _ksampler(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
     negative: Conditioning = inputs["negative"]
     steps: int = inputs["steps"]
     seed: int = inputs["seed"]
-    step_seconds = ctx.settings.render_seconds / steps
+    started = time.monotonic()
+    end = max(started, ctx.pace.next_deadline()) if ctx.pace else started + ctx.settings.render_seconds
+    step_seconds = (end - started) / steps
     if ctx.settings.max_step_seconds is not None:
         step_seconds = min(step_seconds, ctx.settings.max_step_seconds)
     sampled = dataclasses.replace(
@@ -79,7 +81,6 @@ async def _ksampler(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
         # Everything that steered this sample shows up as a thumbnail in the decoded frame.
         guides=latent.guides + positive.guides + model.guides,
     )
-    started = time.monotonic()
     for step in range(1, steps + 1):
         # Sleep to each step's deadline rather than a fixed step time, so that sending
         # progress and previews does not stretch the render past its configured time.
@@ -97,6 +98,8 @@ async def _ksampler(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
                 ctx.settings.preview_size,
             )
         await ctx.report_progress(step, steps, preview)
+    if ctx.pace:
+        ctx.pace.sampler_finished()
     return NodeResult((sampled,))
 
 

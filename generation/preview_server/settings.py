@@ -53,7 +53,8 @@ class PreviewSettings:
     """Everything the preview server can be told; the defaults behave like a stock ComfyUI on CPU."""
 
     data_dir: pathlib.Path
-    # Wall time of one sampler node run, spread evenly over its steps.
+    # Wall time of one prompt, from execution_start to execution_success: its samplers
+    # share it (spread evenly over their steps), less what the nodes after them took.
     render_seconds: float = 1.0
     preview_method: str = "none"
     checkpoints: list[str] = dataclasses.field(default_factory=_default_checkpoints)
