@@ -171,10 +171,15 @@ def prepare_database(world: World, args: argparse.Namespace) -> tuple[Any, list[
     from django.core.management import call_command
 
     from generation import services
-    from generation.models import Backend, WorkflowTemplate
+    from generation.models import Backend, RenderJob, WorkflowTemplate
 
     quiet = io.StringIO()  # load_workflows lists every template it loads
     call_command("migrate", verbosity=0, stdout=quiet)
+    if RenderJob.objects.exists():
+        raise SystemExit(
+            f"{world.env['DATABASE_URL'].split('@')[-1]} already holds render jobs: "
+            "give --database-url an empty database, so that no earlier job is measured"
+        )
     call_command("load_workflows", verbosity=0, stdout=quiet)
     template = WorkflowTemplate.objects.get(slug="storyboard-txt2img")
     if args.steps is not None:

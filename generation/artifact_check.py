@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +70,12 @@ def inspect_image(
             f"output {label} is damaged or incomplete: {exc}",
             detail={"incomplete": True},
         ) from exc
+    if not _ends_whole(path, fmt):
+        raise ProviderError(
+            ErrorCode.OUTPUT_INVALID,
+            f"output {label} is incomplete: its {fmt} file stops before its last chunk",
+            detail={"incomplete": True},
+        )
     if frames is not None and found < frames:
         raise ProviderError(
             ErrorCode.OUTPUT_INVALID,
@@ -88,3 +96,24 @@ def inspect_image(
         extension=EXTENSIONS[fmt],
         frames=found,
     )
+
+
+# How each format's last bytes look when the file is whole. Pillow decodes a PNG that
+# lacks its IEND chunk without complaint, so a file still being written could pass.
+_TRAILERS = {"PNG": b"IEND\xaeB`\x82", "JPEG": b"\xff\xd9", "GIF": b"\x3b"}
+
+
+def _ends_whole(path: Path | IO[bytes], fmt: str) -> bool:
+    with open(path, "rb") if isinstance(path, Path) else contextlib.nullcontext(path) as handle:
+        handle.seek(0, io.SEEK_END)
+        size = handle.tell()
+        if fmt == "WEBP":
+            handle.seek(4)
+            declared = int.from_bytes(handle.read(4), "little")
+            return declared + 8 == size  # RIFF: the header gives the length of the rest
+        trailer = _TRAILERS.get(fmt)
+        if trailer is None:
+            return True
+        # Written last, so absent while the file grows; some writers pad a little after it.
+        handle.seek(max(0, size - 1024))
+        return trailer in handle.read()

@@ -7,20 +7,27 @@ depends on it. Events are sent after the surrounding transaction commits.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
+import os
+import queue
+import threading
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.db import transaction
-from django.db.models import F
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db import connection, transaction
 from django.urls import reverse
 
 from briefs.models import Brief
 from generation.models import JobState, RenderJob
 
 log = logging.getLogger(__name__)
+
+# Live events held while the broker is slow or away, before the oldest are dropped.
+SENDER_BACKLOG = 10_000
 
 
 def brief_group(brief_uuid: object) -> str:
@@ -47,15 +54,28 @@ def job_payload(job: RenderJob) -> dict[str, Any]:
 
 
 def _next_seq(brief_id: int, count: int = 1) -> int:
-    """Reserve `count` sequence numbers for a brief; returns the last one."""
-    Brief.objects.filter(pk=brief_id).update(event_seq=F("event_seq") + count)
-    return Brief.objects.filter(pk=brief_id).values_list("event_seq", flat=True).get()
+    """Reserve `count` sequence numbers for a brief; returns the last one.
+
+    The brief's row stays locked until the surrounding transaction commits, which is
+    what keeps a brief's events in order: callers take it as late as they can.
+    """
+    table = connection.ops.quote_name(Brief._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET event_seq = event_seq + %s WHERE id = %s RETURNING event_seq",  # noqa: S608
+            [count, brief_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Brief.DoesNotExist(f"brief {brief_id}")
+    return int(row[0])
 
 
 def publish_job_update(job: RenderJob) -> None:
     with transaction.atomic():
+        data = job_payload(job)
         seq = _next_seq(job.brief_id)
-        message = {"type": "job.updated", "seq": seq, "brief": str(job.brief.uuid), "data": job_payload(job)}
+        message = {"type": "job.updated", "seq": seq, "brief": str(job.brief.uuid), "data": data}
         group = brief_group(job.brief.uuid)
         transaction.on_commit(lambda: _send(group, message))
 
@@ -67,11 +87,12 @@ def publish_job_updates(jobs: list[RenderJob]) -> None:
         by_brief.setdefault(job.brief_id, []).append(job)
     with transaction.atomic():
         for brief_id, group_jobs in by_brief.items():
+            payloads = [job_payload(job) for job in group_jobs]
             last = _next_seq(brief_id, len(group_jobs))
             brief_uuid = str(group_jobs[0].brief.uuid)
             messages = [
-                {"type": "job.updated", "seq": seq, "brief": brief_uuid, "data": job_payload(job)}
-                for seq, job in enumerate(group_jobs, start=last - len(group_jobs) + 1)
+                {"type": "job.updated", "seq": seq, "brief": brief_uuid, "data": data}
+                for seq, data in enumerate(payloads, start=last - len(group_jobs) + 1)
             ]
             transaction.on_commit(functools.partial(_send, brief_group(brief_uuid), *messages))
 
@@ -80,6 +101,14 @@ def _send(group: str, *messages: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    if isinstance(layer, InMemoryChannelLayer):
+        # Its queues belong to the event loop that reads them: send from this thread.
+        _send_now(layer, group, messages)
+        return
+    _sender().put(group, messages)
+
+
+def _send_now(layer: Any, group: str, messages: tuple[dict[str, Any], ...]) -> None:
     try:
         async_to_sync(_send_all)(layer, group, messages)
     except Exception:
@@ -91,3 +120,52 @@ def _send(group: str, *messages: dict[str, Any]) -> None:
 async def _send_all(layer: Any, group: str, messages: tuple[dict[str, Any], ...]) -> None:
     for message in messages:
         await layer.group_send(group, {"type": "brief.event", "message": message})
+
+
+class _Sender:
+    """Sends live events from one thread per process, in the order they were committed.
+
+    The thread that changed a job never waits on Redis: a send costs a round trip
+    and a frozen broker up to the layer's socket timeout, and the render watcher's
+    threads have renders to follow. When the broker is away for long, the oldest
+    events are dropped; browsers notice the gap in `seq` and resync.
+    """
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[tuple[str, tuple[dict[str, Any], ...]]] = queue.Queue(maxsize=SENDER_BACKLOG)
+        self.thread = threading.Thread(target=self._run, name="live-events", daemon=True)
+        self.thread.start()
+
+    def put(self, group: str, messages: tuple[dict[str, Any], ...]) -> None:
+        while True:
+            try:
+                self.queue.put_nowait((group, messages))
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self.queue.get_nowait()
+                log.warning("live events backlog full; dropping the oldest (clients resync)")
+
+    def _run(self) -> None:
+        # One loop for the life of the thread: the layer's Redis connections belong to it.
+        loop = asyncio.new_event_loop()
+        layer = get_channel_layer()
+        while True:
+            group, messages = self.queue.get()
+            try:
+                loop.run_until_complete(_send_all(layer, group, messages))
+            except Exception:
+                log.warning("live event for %s not sent", group, exc_info=True)
+
+
+_senders: dict[int, _Sender] = {}
+_senders_lock = threading.Lock()
+
+
+def _sender() -> _Sender:
+    # One per process: a forked worker inherits the dict but not the thread.
+    with _senders_lock:
+        sender = _senders.get(os.getpid())
+        if sender is None:
+            sender = _senders[os.getpid()] = _Sender()
+        return sender

@@ -13,6 +13,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ import websockets
 from PIL import Image
 
 from briefs.demo import demo_seed
-from generation.models import Attempt, JobEvent
+from generation.models import Attempt, Backend, JobEvent
 from generation.services import backend_register_local_runpod
 from telemetry.validation import validate_attempt
 from tests.stack import free_port, running
@@ -31,6 +32,7 @@ KEY_ENV = "STORYCORE_TEST_RUNPOD_KEY"
 API_KEY = "rp-integration-key-5b2e91c4d7a8"
 ENDPOINT_ID = "local-it"
 RUNPOD = "Local RunPod endpoint"
+PRICE = Decimal("0.00044")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -134,6 +136,8 @@ def _artifacts(api: httpx.Client, per_job: dict[str, list[dict]]) -> list[dict]:
 
 def test_the_demo_brief_renders_the_same_on_runpod_and_on_the_preview_server(runpod):
     demo = demo_seed()
+    # What the endpoint costs per second of execution, as staff set it in the admin.
+    Backend.objects.filter(pk=runpod["backend"].pk).update(price_per_second=PRICE)
     on_runpod = asyncio.run(_render_and_follow(runpod, demo.brief_uuid, RUNPOD))
     on_preview = asyncio.run(_render_and_follow(runpod, demo.brief_uuid, "Storyboard preview"))
     assert len(on_runpod) == len(on_preview) == 3
@@ -154,6 +158,8 @@ def test_the_demo_brief_renders_the_same_on_runpod_and_on_the_preview_server(run
         assert record["backend_kind"] == "runpod"
         assert record["runpod_execution_time_ms"] > 0 and record["runpod_delay_time_ms"] >= 0
         assert record["gpu_seconds"] == record["runpod_execution_time_ms"] / 1000
+        assert record["price_per_gpu_second_usd"] == float(PRICE)
+        assert record["estimated_cost_usd"] == pytest.approx(record["gpu_seconds"] * float(PRICE))
         assert record["gpu_probe_before"] is None  # no probe reaches a RunPod worker's GPU, and it says so
         assert any("no probe reaches the GPU of runpod backend" in note for note in record["fallback_notes"])
         assert all(result.passed for result in validate_attempt(record)), record

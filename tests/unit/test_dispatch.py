@@ -140,10 +140,7 @@ def test_a_policy_preset_and_overrides_are_snapshotted_on_batch_and_jobs(templat
 def test_two_workers_racing_for_one_job_a_thousand_times_one_wins_each_time(
     template, staff_user, brief, backend
 ):
-    if connection.vendor == "sqlite":
-        rounds = 300  # SQLite serialises writers; fewer rounds show the same thing faster
-    else:
-        rounds = 1000
+    rounds = 1000
     job = services.render_job_submit(scene=brief.scenes.first(), user=staff_user)
     wins = []
     for _ in range(rounds):
