@@ -19,8 +19,18 @@ from telemetry.downloads import metadata_response, summary_response
 from telemetry.models import RunReport, ValidationReport
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """Reports are what the validator found: staff read them, nobody edits them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(RunReport)
-class RunReportAdmin(admin.ModelAdmin):
+class RunReportAdmin(RecordAdmin):
     list_display = [
         "batch_uuid",
         "brief",
@@ -53,12 +63,6 @@ class RunReportAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RunReport]:
         return super().get_queryset(request).select_related("batch__brief")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Batch", ordering="batch__created_at")
     def batch_uuid(self, report: RunReport) -> str:
@@ -125,7 +129,7 @@ class RunReportAdmin(admin.ModelAdmin):
 
 
 @admin.register(ValidationReport)
-class ValidationReportAdmin(admin.ModelAdmin):
+class ValidationReportAdmin(RecordAdmin):
     list_display = ["batch_uuid", "brief", "passed", "checks", "trigger", "contract_version", "created_at"]
     list_filter = ["passed", "trigger", "contract_version", "created_at"]
     search_fields = ["batch__uuid", "batch__brief__title"]
@@ -145,12 +149,6 @@ class ValidationReportAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ValidationReport]:
         return super().get_queryset(request).select_related("batch__brief")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Batch")
     def batch_uuid(self, report: ValidationReport) -> str:

@@ -91,6 +91,11 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
 @pytest.fixture
 def studio(stack, transactional_db):
     """Per test: the template, the preview backend and a token for the API."""
+    return studio_on(stack)
+
+
+def studio_on(stack) -> dict:
+    """The templates, the stack's preview server as a backend the watcher follows, a staff user."""
     workflow_templates_sync()
     backend = backend_register_preview(url=stack.preview_url)
     # Renders sent before the watcher's socket is open are followed by polling only.

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import dataclasses
 import json
 import pathlib
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
 from websockets.sync.client import ClientConnection, connect
 
 from generation.preview_server import PreviewSettings, create_app
+from tests.app_thread import AppThread
 
 DATA_DIR = pathlib.Path(__file__).resolve().parents[1] / "data" / "comfyui"
 RECORDED_CHECKPOINT = "tiny_sd15_random.safetensors"
@@ -64,48 +62,10 @@ class RunningServer:
         return self.http.post("/upload/image", files={"image": (name, content, "image/png")}, data=fields)
 
 
-class _ServerThread:
-    """Runs the aiohttp app on its own event loop so sync tests can talk to it over real sockets."""
-
-    def __init__(self, settings: PreviewSettings) -> None:
-        self.settings = settings
-        self.loop = asyncio.new_event_loop()
-        self.runner: web.AppRunner | None = None
-        self.port = 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._start())
-        self._ready.set()
-        self.loop.run_forever()
-
-    async def _start(self) -> None:
-        self.runner = web.AppRunner(create_app(self.settings), handle_signals=False)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]
-
-    def start(self) -> None:
-        self._thread.start()
-        assert self._ready.wait(10), "preview server did not start"
-
-    def stop(self) -> None:
-        assert self.runner is not None
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture
 def start_server(tmp_path: pathlib.Path) -> Iterator[Callable[..., RunningServer]]:
     """Start a preview server with settings overrides; each test gets a fresh data dir."""
-    started: list[tuple[_ServerThread, httpx.Client]] = []
+    started: list[tuple[AppThread, httpx.Client]] = []
 
     def start(**overrides: Any) -> RunningServer:
         options: dict[str, Any] = {
@@ -114,12 +74,12 @@ def start_server(tmp_path: pathlib.Path) -> Iterator[Callable[..., RunningServer
             "checkpoints": [RECORDED_CHECKPOINT],
         }
         options.update(overrides)
-        thread = _ServerThread(PreviewSettings(**options))
-        thread.start()
+        settings = PreviewSettings(**options)
+        thread = AppThread(lambda: create_app(settings)).start()
         base_url = f"http://127.0.0.1:{thread.port}"
         http = httpx.Client(base_url=base_url, timeout=10.0)
         started.append((thread, http))
-        return RunningServer(base_url, f"ws://127.0.0.1:{thread.port}/ws", thread.settings, http)
+        return RunningServer(base_url, f"ws://127.0.0.1:{thread.port}/ws", settings, http)
 
     yield start
     for thread, http in started:

@@ -4,13 +4,13 @@ settings, and two stacks on one database would both take the queued jobs."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 
 from generation.models import Attempt
+from tests.conftest import studio_on
 from tests.integration.test_run_telemetry import _check_run
 from tests.stack import database_url_of, start_stack
 
@@ -36,19 +36,7 @@ def probes_failing_stack(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture
 def studio_probes_failing(probes_failing_stack, transactional_db):
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
-
-    from generation.services import backend_register_preview, workflow_templates_sync
-
-    workflow_templates_sync()
-    backend = backend_register_preview(url=probes_failing_stack.preview_url)
-    deadline = time.monotonic() + 15
-    while not type(backend).objects.filter(pk=backend.pk, socket_connected=True).exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    user = get_user_model().objects.create_user("ops", password="a-long-password-3", is_staff=True)
-    return {"stack": probes_failing_stack, "token": Token.objects.create(user=user).key, "user": user}
+    return studio_on(probes_failing_stack)
 
 
 def test_with_every_probe_failing_the_notes_say_which_and_the_run_still_validates(studio_probes_failing):

@@ -12,7 +12,7 @@ from generation.api_keys import api_key_of, decrypt_api_key
 from generation.models import Backend, BackendKind
 from generation.providers.base import ErrorCode, ProviderError
 from generation.runpod_endpoint import EndpointSettings, create_app
-from tests.conformance.runpod.conftest import AppThread
+from tests.app_thread import AppThread
 
 KEY = "rp-secret-9d8c7b6a5f4e3d2c1b0a"
 WRONG = "rp-not-the-key-11223344556677"

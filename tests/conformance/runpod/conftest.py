@@ -3,24 +3,22 @@ plus an S3 API server (moto) for the S3-output cases."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import pathlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
 
 from generation.preview_server import PreviewSettings
 from generation.preview_server import create_app as create_preview_app
 from generation.preview_server.settings import template_catalogue
 from generation.runpod_endpoint import EndpointSettings, S3Target
 from generation.runpod_endpoint import create_app as create_endpoint_app
+from tests.app_thread import AppThread
 from tests.stack import free_port
 
 DATA_DIR = pathlib.Path(__file__).resolve().parents[2] / "data" / "runpod"
@@ -38,45 +36,6 @@ def storyboard_workflow(prompt: str = "a lighthouse in a storm", seed: int = 7) 
     graph["6"]["inputs"]["text"] = prompt
     graph["3"]["inputs"]["seed"] = seed
     return graph
-
-
-class AppThread:
-    """An aiohttp app on its own event loop in a thread, so sync tests talk to it over real sockets."""
-
-    def __init__(self, make_app: Callable[[], web.Application]) -> None:
-        self.make_app = make_app
-        self.loop = asyncio.new_event_loop()
-        self.runner: web.AppRunner | None = None
-        self.port = 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._start())
-        self._ready.set()
-        self.loop.run_forever()
-
-    async def _start(self) -> None:
-        self.runner = web.AppRunner(self.make_app(), handle_signals=False)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]
-
-    def start(self) -> AppThread:
-        self._thread.start()
-        assert self._ready.wait(10), "server did not start"
-        return self
-
-    def stop(self) -> None:
-        assert self.runner is not None
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
 
 
 @dataclasses.dataclass
