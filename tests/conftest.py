@@ -8,7 +8,7 @@ from rest_framework.authtoken.models import Token
 
 from generation.services import backend_register_preview, workflow_templates_sync
 from storycore.celery import app as celery_app
-from tests.stack import database_url_of, start_stack
+from tests.stack import database_url_of, settle_runs, start_stack
 
 # Tests in this process never run renders themselves; messages they enqueue stay
 # in memory. Integration tests start real workers on a real Valkey instead.
@@ -91,7 +91,8 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
 @pytest.fixture
 def studio(stack, transactional_db):
     """Per test: the template, the preview backend and a token for the API."""
-    return studio_on(stack)
+    yield studio_on(stack)
+    settle_runs()
 
 
 def studio_on(stack) -> dict:

@@ -193,3 +193,21 @@ def start_stack(
             env=env,
             processes=processes,
         )
+
+
+def settle_runs(timeout: float = 10.0) -> None:
+    """Wait until every finished batch has its run report, before a test's tables are emptied.
+
+    The stack writes a batch's run report just after its last job ends; emptying the tables
+    under that transaction deadlocks on PostgreSQL. A report still missing after `timeout`
+    (its nudge lost to a broker the test broke) is written here, as beat's sweep would.
+    """
+    from telemetry import runs
+
+    deadline = time.monotonic() + timeout
+    while runs.due_batches():
+        if time.monotonic() > deadline:
+            runs.finish_due_runs()
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)  # the writer's transaction ends a moment after its report is visible

@@ -19,7 +19,7 @@ from briefs.services import brief_create
 from generation import services
 from generation.models import Artifact, Attempt, Backend, RenderJob
 from tests.proxy import FlakyProxy
-from tests.stack import BIN, database_url_of, free_port, running, stack_env, wait_for_port
+from tests.stack import BIN, database_url_of, free_port, running, settle_runs, stack_env, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +140,8 @@ def studio_backends(faults, transactional_db, staff_user):
     while Backend.objects.filter(socket_connected=True).count() < len(backends):
         assert time.monotonic() < deadline, "the render watcher never connected to both backends"
         time.sleep(0.05)
-    return backends
+    yield backends
+    settle_runs()
 
 
 def _batch(user, size: int = BATCH) -> list[RenderJob]:

@@ -12,7 +12,7 @@ from django.conf import settings as django_settings
 from generation.models import Attempt
 from tests.conftest import studio_on
 from tests.integration.test_run_telemetry import _check_run
-from tests.stack import database_url_of, start_stack
+from tests.stack import database_url_of, settle_runs, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,8 @@ def probes_failing_stack(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture
 def studio_probes_failing(probes_failing_stack, transactional_db):
-    return studio_on(probes_failing_stack)
+    yield studio_on(probes_failing_stack)
+    settle_runs()
 
 
 def test_with_every_probe_failing_the_notes_say_which_and_the_run_still_validates(studio_probes_failing):
