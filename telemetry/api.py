@@ -20,7 +20,14 @@ from generation.models import RenderBatch
 from telemetry import runs
 from telemetry.downloads import metadata_response, summary_json_response, summary_response
 from telemetry.models import RunReport, ValidationReport
-from telemetry.selectors import batch_spend, batches_visible_to, batches_with_progress, latest_validation
+from telemetry.selectors import (
+    Spend,
+    batch_spend,
+    batches_visible_to,
+    batches_with_progress,
+    latest_validation,
+    run_report_of,
+)
 
 
 class RunNotFinished(APIException):
@@ -77,11 +84,18 @@ class BatchOutputSerializer(serializers.ModelSerializer):
     def get_finished(self, batch: RenderBatch) -> bool:
         return batch.jobs_open == 0  # type: ignore[attr-defined]
 
+    def _spend(self, batch: RenderBatch) -> Spend:
+        # Both figures come from one read of the batch's attempts.
+        spends: dict[int, Spend] = self.context.setdefault("spends", {})
+        if batch.pk not in spends:
+            spends[batch.pk] = batch_spend(batch)
+        return spends[batch.pk]
+
     def get_gpu_seconds(self, batch: RenderBatch) -> float:
-        return batch_spend(batch).gpu_seconds
+        return self._spend(batch).gpu_seconds
 
     def get_cost_usd(self, batch: RenderBatch) -> str | None:
-        cost = batch_spend(batch).cost_usd
+        cost = self._spend(batch).cost_usd
         return str(cost) if cost is not None else None
 
     def _url(self, path: str) -> str:
@@ -89,7 +103,7 @@ class BatchOutputSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
     def get_run_report(self, batch: RenderBatch) -> dict[str, Any] | None:
-        report = RunReport.objects.filter(batch=batch).first()
+        report = run_report_of(batch)
         if report is None:
             return None
         base = f"/api/v1/batches/{batch.uuid}"
@@ -122,7 +136,7 @@ def _visible_batch(request: Request, batch_uuid: str) -> RenderBatch:
 
 
 def _report_of(batch: RenderBatch) -> RunReport:
-    report = RunReport.objects.filter(batch=batch).select_related("batch").first()
+    report = run_report_of(batch)
     if report is None:
         if batch.jobs_open:  # type: ignore[attr-defined]
             raise RunNotFinished(

@@ -10,6 +10,7 @@ message delays a report, never loses it).
 from __future__ import annotations
 
 import logging
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,7 @@ from telemetry.contract import SCHEMA_VERSION
 from telemetry.models import RunReport, ValidationReport
 from telemetry.run_documents import build_run_metadata, build_run_summary, run_figures
 from telemetry.run_validation import validate_run
+from telemetry.selectors import batches_with_progress
 from telemetry.validation import validate_attempt
 
 log = logging.getLogger(__name__)
@@ -136,6 +138,40 @@ def run_finish(batch: RenderBatch, *, trigger: str = "finished") -> ValidationRe
         },
     )
     return validate_report(report, trigger=trigger)
+
+
+class RunSelectionError(ValueError):
+    """The runs asked for cannot be validated: unknown, not UUIDs, or still rendering."""
+
+
+def _uuids(values: list[str]) -> list[str]:
+    try:
+        return [str(uuid.UUID(value)) for value in values]
+    except ValueError as exc:
+        raise RunSelectionError(f"not a UUID: {exc}") from exc
+
+
+def finished_batches(*, batch_uuids: list[str], brief_uuid: str | None = None) -> list[RenderBatch]:
+    """The batches named (all of them must have ended), else every finished batch, of one brief
+    if given; oldest first."""
+    batches = batches_with_progress(RenderBatch.objects.all()).order_by("created_at")
+    if batch_uuids:
+        wanted = list(batches.filter(uuid__in=_uuids(batch_uuids)))
+        missing = set(batch_uuids) - {str(b.uuid) for b in wanted}
+        if missing:
+            raise RunSelectionError(f"no batch {', '.join(sorted(missing))}")
+        open_ones = [b for b in wanted if b.jobs_open]  # type: ignore[attr-defined]
+        if open_ones:
+            raise RunSelectionError(
+                "; ".join(
+                    f"batch {b.uuid} is still rendering ({b.jobs_open} of {b.jobs_total} jobs open)"  # type: ignore[attr-defined]
+                    for b in open_ones
+                )
+            )
+        return wanted
+    if brief_uuid:
+        batches = batches.filter(brief__uuid__in=_uuids([brief_uuid]))
+    return [b for b in batches if b.jobs_total and not b.jobs_open]  # type: ignore[attr-defined]
 
 
 def due_batches() -> list[RenderBatch]:

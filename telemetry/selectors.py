@@ -11,7 +11,7 @@ from django.db.models import Count, Q, QuerySet
 from briefs.models import Brief
 from briefs.selectors import briefs_visible_to
 from generation.models import TERMINAL_STATES, Attempt, RenderBatch
-from telemetry.models import ValidationReport
+from telemetry.models import RunReport, ValidationReport
 
 
 def batches_visible_to(user: User | AnonymousUser) -> QuerySet[RenderBatch]:
@@ -24,6 +24,14 @@ def batches_with_progress(queryset: QuerySet[RenderBatch]) -> QuerySet[RenderBat
         jobs_total=Count("jobs", distinct=True),
         jobs_open=Count("jobs", filter=~Q(jobs__state__in=TERMINAL_STATES), distinct=True),
     ).select_related("brief", "run_report")
+
+
+def run_report_of(batch: RenderBatch) -> RunReport | None:
+    """The batch's run report, from the row `batches_with_progress` already joined when it did."""
+    try:
+        return batch.run_report
+    except RunReport.DoesNotExist:
+        return None
 
 
 def latest_validation(batch: RenderBatch) -> ValidationReport | None:

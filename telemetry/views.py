@@ -16,7 +16,7 @@ from rest_framework.authtoken.models import Token
 from telemetry.downloads import metadata_response, summary_response
 from telemetry.metrics import StudioCollector
 from telemetry.models import RunReport
-from telemetry.selectors import batches_visible_to
+from telemetry.selectors import batches_visible_to, run_report_of
 
 
 def _may_scrape(request: HttpRequest) -> bool:
@@ -48,8 +48,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
 
 def _run_report(request: HttpRequest, batch_uuid: str) -> RunReport:
-    batch = get_object_or_404(batches_visible_to(request.user), uuid=batch_uuid)
-    report = RunReport.objects.filter(batch=batch).select_related("batch").first()
+    batch = get_object_or_404(batches_visible_to(request.user).select_related("run_report"), uuid=batch_uuid)
+    report = run_report_of(batch)
     if report is None:
         raise Http404("This run has no summary yet: it is written when the batch's last job ends.")
     return report

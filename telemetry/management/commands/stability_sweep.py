@@ -91,7 +91,7 @@ class Command(BaseCommand):
                     f"{label}: {exc}. Are the render watcher and a Celery worker running "
                     "(`./studio run`, or `manage.py render_watcher` with `celery worker`)?"
                 ) from exc
-            # The reconciler writes run reports soon after a batch ends; the sweep does not wait for it.
+            # The run report is written soon after a batch ends; the sweep writes it now rather than wait.
             runs.finish_due_runs()
 
         report = stability_report(StabilityScope(batches=tuple(batches)))

@@ -11,7 +11,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from generation.models import RenderBatch
 from telemetry import runs
 from telemetry.models import RunReport
-from telemetry.selectors import batches_with_progress
 
 
 class Command(BaseCommand):
@@ -34,7 +33,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         finished_now = runs.finish_due_runs()  # batches that ended without a report yet
-        batches = self._batches(options)
+        try:
+            batches = runs.finished_batches(batch_uuids=options["batch"], brief_uuid=options["brief"])
+        except runs.RunSelectionError as exc:
+            raise CommandError(str(exc), returncode=2) from exc
         if not batches:
             raise CommandError("no finished run matches; nothing was validated", returncode=2)
         failed = 0
@@ -53,35 +55,6 @@ class Command(BaseCommand):
             self.stdout.write(summary)
         if failed:
             sys.exit(1)
-
-    def _batches(self, options: dict[str, Any]) -> list[RenderBatch]:
-        batches = batches_with_progress(RenderBatch.objects.all()).order_by("created_at")
-        if options["batch"]:
-            wanted = batches.filter(uuid__in=self._uuids(options["batch"]))
-            missing = set(options["batch"]) - {str(b.uuid) for b in wanted}
-            if missing:
-                raise CommandError(f"no batch {', '.join(sorted(missing))}", returncode=2)
-            open_ones = [b for b in wanted if b.jobs_open]  # type: ignore[attr-defined]
-            if open_ones:
-                raise CommandError(
-                    "; ".join(
-                        f"batch {b.uuid} is still rendering ({b.jobs_open} of {b.jobs_total} jobs open)"  # type: ignore[attr-defined]
-                        for b in open_ones
-                    ),
-                    returncode=2,
-                )
-            return list(wanted)
-        if options["brief"]:
-            batches = batches.filter(brief__uuid__in=self._uuids([options["brief"]]))
-        return [b for b in batches if b.jobs_total and not b.jobs_open]  # type: ignore[attr-defined]
-
-    def _uuids(self, values: list[str]) -> list[str]:
-        import uuid
-
-        try:
-            return [str(uuid.UUID(value)) for value in values]
-        except ValueError as exc:
-            raise CommandError(f"not a UUID: {exc}", returncode=2) from exc
 
     def _print(self, batch: RenderBatch, validation: Any, *, as_json: bool) -> None:
         failures = [r for r in validation.results if not r["passed"]]
