@@ -1,14 +1,14 @@
 from django.core.files.storage import storages
-from django.http import FileResponse
 
 from generation.models import Artifact
+from storycore.responses import AsyncFileResponse
 
 
-def artifact_response(artifact: Artifact, *, as_attachment: bool) -> FileResponse:
+def artifact_response(artifact: Artifact, *, as_attachment: bool) -> AsyncFileResponse:
     """Stream a stored artifact; the download name is ours, never the backend's."""
     handle = storages["artifacts"].open(artifact.storage_name, "rb")
     extension = artifact.storage_name.rsplit(".", 1)[-1]
-    response = FileResponse(
+    response = AsyncFileResponse(
         handle,
         content_type=artifact.content_type,
         as_attachment=as_attachment,
