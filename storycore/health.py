@@ -1,8 +1,12 @@
 """GET /health/: database, broker and backends, for load balancers and people.
 
 Backend states come from the periodic check (Celery beat), so a monitor that
-polls this page never adds load to the GPU servers.
+polls this page never adds load to the GPU servers. Under `./studio run` the page
+also lists the studio's own processes, with their restarts, from the supervisor's
+status file.
 """
+
+from pathlib import Path
 
 import redis
 from django.conf import settings
@@ -12,6 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from generation.models import Backend
+from storycore.supervisor import read_status
 
 
 def _database() -> dict:
@@ -54,10 +59,18 @@ def health(request: HttpRequest) -> JsonResponse:
             )
     any_backend_up = any(b["state"] == "healthy" for b in backends)
     ok = database["ok"] and broker["ok"]
+    supervised = read_status(Path(settings.VAR_DIR) / "run" / "processes.json")
+    processes = supervised["processes"] if supervised else None
+    all_running = processes is None or all(p["state"] == "running" for p in processes)
     body = {
-        "status": "ok" if ok and any_backend_up else ("degraded" if ok else "down"),
+        "status": "ok" if ok and any_backend_up and all_running else ("degraded" if ok else "down"),
         "database": database,
         "broker": broker,
         "backends": backends,
     }
+    if processes is not None:
+        body["processes"] = [
+            {key: p[key] for key in ("name", "state", "restarts", "last_exit_status", "last_exit_at")}
+            for p in processes
+        ]
     return JsonResponse(body, status=200 if ok else 503)

@@ -179,6 +179,8 @@ SPECTACULAR_SETTINGS = {
 # --- Rendering ------------------------------------------------------------
 PREVIEW_SERVER_PORT = env_int("PREVIEW_SERVER_PORT", 8189, minimum=1)
 PREVIEW_SERVER_URL = env_str("PREVIEW_SERVER_URL", f"http://127.0.0.1:{PREVIEW_SERVER_PORT}")
+# How long the preview server takes over one frame: a stand-in for a GPU's render time.
+PREVIEW_RENDER_SECONDS = env_float("PREVIEW_RENDER_SECONDS", 1.0, minimum=0.0)
 # The local RunPod-compatible endpoint (`manage.py runpod_endpoint`), a second backend of
 # the embedded studio when LOCAL_RUNPOD is on.
 LOCAL_RUNPOD = env_bool("LOCAL_RUNPOD", False)

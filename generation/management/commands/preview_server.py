@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--data-dir", type=pathlib.Path, default=pathlib.Path(settings.VAR_DIR) / "preview"
         )
-        parser.add_argument("--render-seconds", type=float, default=1.0)
+        parser.add_argument("--render-seconds", type=float, default=settings.PREVIEW_RENDER_SECONDS)
         parser.add_argument("--preview-method", choices=PREVIEW_METHODS, default="none")
         parser.add_argument(
             "--stock",
