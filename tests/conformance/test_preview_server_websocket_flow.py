@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 from io import BytesIO
 from typing import Any
@@ -161,7 +162,9 @@ def test_prompt_without_client_id_only_broadcasts_status_and_progress_state(serv
     with server.socket("rec-nc-a-40fa5d") as first, server.socket() as second:
         frames_first, frames_second = [receive(first)], [receive(second)]
         sid = frames_second[0]["data"]["sid"]
-        assert len(sid) == 32 and int(sid, 16) >= 0
+        # A socket without a clientId gets a fresh uuid4 hex as its sid, as ComfyUI gives it.
+        assert re.fullmatch(r"[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}", sid), sid
+        assert sid != frames_first[0]["data"]["sid"]
         ours = server.post_prompt(_request(name, "no client_id"))
 
         def done(frame: dict[str, Any]) -> bool:

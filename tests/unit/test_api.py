@@ -7,7 +7,8 @@ from generation.models import RenderJob
 @pytest.mark.django_db
 def test_the_api_refuses_requests_without_credentials():
     response = APIClient().get("/api/v1/briefs/")
-    assert response.status_code in (401, 403)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
 
 
 @pytest.mark.django_db
