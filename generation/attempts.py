@@ -26,6 +26,14 @@ from django.utils import timezone
 from generation import services
 from generation.api_keys import api_key_of
 from generation.artifact_check import expected_frames, inspect_image
+from generation.attempt_state import (
+    LIVE_STATES,
+    CheckOutcome,
+    attempt_end,
+    attempt_keep_telemetry,
+    attempt_mark_running,
+    attempt_mark_started,
+)
 from generation.models import (
     IN_FLIGHT_STATES,
     TERMINAL_STATES,
@@ -161,10 +169,7 @@ def attempt_submit(attempt: Attempt) -> None:
     except ProviderError as exc:
         attempt_failed(attempt, exc)
         return
-    now = timezone.now()
-    recorded = Attempt.objects.filter(pk=attempt.pk, state=AttemptState.SUBMITTING).update(
-        state=AttemptState.RUNNING, submitted_at=now, remote_handle=handle.remote_id
-    )
+    recorded = attempt_mark_running(attempt.pk, at=timezone.now(), remote_handle=handle.remote_id)
     if (
         not recorded
         and Attempt.objects.filter(
@@ -175,10 +180,6 @@ def attempt_submit(attempt: Attempt) -> None:
         # cancelled): the job has moved on, so the prompt must not run as well.
         log.warning("attempt %s was given up while being submitted; withdrawing its prompt", attempt.uuid)
         attempt_cancel_remote_quietly(attempt)
-        return
-    RenderJob.objects.filter(pk=job.pk, state=JobState.DISPATCHED).update(
-        lease_expires_at=None, updated_at=now
-    )
 
 
 def _bound_workflow(job: RenderJob, attempt: Attempt) -> dict[str, Any]:
@@ -215,13 +216,11 @@ def _input_images(job: RenderJob) -> list[InputImage]:
 # -- progress ------------------------------------------------------------------
 def attempt_started(attempt_id: int) -> None:
     job_id = Attempt.objects.filter(pk=attempt_id).values_list("job_id", flat=True).first()
+    if job_id is None:
+        return
     # The backend runs it, so it was submitted, even if the submit's answer never came back.
-    now = timezone.now()
-    Attempt.objects.filter(pk=attempt_id, state=AttemptState.SUBMITTING).update(
-        state=AttemptState.RUNNING, submitted_at=now
-    )
-    Attempt.objects.filter(pk=attempt_id, execution_started_at__isnull=True).update(execution_started_at=now)
-    if job_id is not None:
+    with transaction.atomic():
+        attempt_mark_started(attempt_id, at=timezone.now())
         services.job_transition(
             job_id, from_states={JobState.DISPATCHED}, to_state=JobState.RUNNING, message="rendering"
         )
@@ -314,18 +313,23 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False) -> None:
     telemetry = _record(
         attempt, finished_at=finished, succeeded=True, output_complete=True, output_wait_s=waited, notes=notes
     )
-    Attempt.objects.filter(pk=attempt.pk).update(
-        state=AttemptState.SUCCEEDED, finished_at=finished, telemetry=telemetry
+
+    def job_succeeded() -> None:
+        services.job_transition(
+            job_id,
+            from_states={JobState.FETCHING},
+            to_state=JobState.SUCCEEDED,
+            progress_value=1,
+            progress_max=1,
+            lease_expires_at=None,
+            message=f"{len(saved)} output(s) stored",
+        )
+
+    ended = attempt_end(
+        attempt.pk, state=AttemptState.SUCCEEDED, at=finished, telemetry=telemetry, then=job_succeeded
     )
-    services.job_transition(
-        job_id,
-        from_states={JobState.FETCHING},
-        to_state=JobState.SUCCEEDED,
-        progress_value=1,
-        progress_max=1,
-        lease_expires_at=None,
-        message=f"{len(saved)} output(s) stored",
-    )
+    if not ended and Attempt.objects.filter(pk=attempt.pk, state=AttemptState.SUCCEEDED).exists():
+        job_succeeded()  # its attempt had ended before the job could follow: a fetch taken over
 
 
 def _remote_facts(provider: Provider) -> dict[str, Any]:
@@ -425,25 +429,38 @@ def _store_output(
 
 # -- failure and retry -------------------------------------------------------------
 def attempt_failed(attempt: Attempt, error: ProviderError) -> None:
-    """End the attempt; queue the job again within its retry budget, or end it with the error."""
+    """End the attempt; queue the job again within its retry budget, or end it with the error.
+
+    Both in one transaction (generation.attempt_state): a crash cannot end one without the other.
+    """
     state = {ErrorCode.CANCELLED: AttemptState.CANCELLED, ErrorCode.LOST: AttemptState.LOST}.get(
         error.code, AttemptState.FAILED
     )
-    ended = Attempt.objects.filter(
-        pk=attempt.pk, state__in=[AttemptState.SUBMITTING, AttemptState.RUNNING]
-    ).update(
-        state=state,
-        finished_at=timezone.now(),
-        error_code=error.code.value,
-        error_message=error.message[:5000],
-        error_detail=_jsonable(error.detail),
-    )
-    if not ended:
+    current = Attempt.objects.select_related("backend").get(pk=attempt.pk)
+    if current.state not in LIVE_STATES:
         return  # someone else already ended it
-    _record_ended(attempt.pk)
-    if error.code == ErrorCode.UNAVAILABLE:
+    finished = timezone.now()
+    # Built before the transaction: the record asks the GPU how it stands.
+    telemetry = _record(
+        current, finished_at=finished, succeeded=False, output_wait_s=current.telemetry.get("output_wait_s")
+    )
+    ended = attempt_end(
+        attempt.pk,
+        state=state,
+        at=finished,
+        telemetry=telemetry,
+        error_code=error.code.value,
+        error_message=error.message,
+        error_detail=_jsonable(error.detail),
+        then=lambda: job_after_attempt(current, error),
+    )
+    if ended and error.code == ErrorCode.UNAVAILABLE:
         # Take it out of dispatch now; the next health check brings it back when it answers.
-        services.backend_record_health(backend=attempt.backend, reachable=False, message=error.message)
+        services.backend_record_health(backend=current.backend, reachable=False, message=error.message)
+
+
+def job_after_attempt(attempt: Attempt, error: ProviderError) -> None:
+    """What an ended attempt means for its job: queued again within the budget, or ended."""
     job = RenderJob.objects.get(pk=attempt.job_id)
     if job.state in TERMINAL_STATES:
         return
@@ -507,9 +524,9 @@ def _may_retry(job: RenderJob, attempt: Attempt, error: ProviderError) -> bool:
 
 def attempt_cancel_remote(attempt: Attempt) -> None:
     """Stop a cancelled job's render on its backend; best effort, the job is already cancelled."""
-    updated = Attempt.objects.filter(
-        pk=attempt.pk, state__in=[AttemptState.SUBMITTING, AttemptState.RUNNING]
-    ).update(state=AttemptState.CANCELLED, finished_at=timezone.now(), error_code=ErrorCode.CANCELLED.value)
+    updated = attempt_end(
+        attempt.pk, state=AttemptState.CANCELLED, at=timezone.now(), error_code=ErrorCode.CANCELLED.value
+    )
     if updated:
         _record_ended(attempt.pk)
     if not updated or not attempt.remote_handle:
@@ -549,14 +566,12 @@ def _record_ended(attempt_id: int) -> None:
         succeeded=False,
         output_wait_s=attempt.telemetry.get("output_wait_s"),
     )
-    Attempt.objects.filter(pk=attempt_id).update(telemetry=telemetry)
+    attempt_keep_telemetry(attempt_id, telemetry, live_only=False)
 
 
 def _keep_counters(attempt_id: int, telemetry: dict[str, Any]) -> None:
     """Save the checks' counters while the attempt is out; an ended attempt has its record."""
-    Attempt.objects.filter(pk=attempt_id, state__in=[AttemptState.SUBMITTING, AttemptState.RUNNING]).update(
-        telemetry=telemetry
-    )
+    attempt_keep_telemetry(attempt_id, telemetry)
 
 
 def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
@@ -572,7 +587,7 @@ UNKNOWN_STRIKES = 2  # absent from /history and /queue this many checks in a row
 FAILED_POLLS = 3  # unreachable this many checks in a row: the backend is gone
 
 
-def attempt_check(attempt_id: int) -> str:
+def attempt_check(attempt_id: int) -> CheckOutcome:
     """Ask the backend how an attempt stands and act on the answer; returns what was found.
 
     The watcher calls this on its poll interval and after every reconnect, the
@@ -580,16 +595,21 @@ def attempt_check(attempt_id: int) -> str:
     so either may pick up where the other left off.
     """
     attempt = Attempt.objects.select_related("backend", "job").get(pk=attempt_id)
-    if attempt.state not in (AttemptState.SUBMITTING, AttemptState.RUNNING):
-        return "ended"
+    if attempt.state not in LIVE_STATES:
+        return CheckOutcome.ENDED
     if attempt.job.state == JobState.CANCELLED:
         attempt_cancel_remote(attempt)
-        return "cancelled"
+        return CheckOutcome.CANCELLED
     telemetry = dict(attempt.telemetry)
     telemetry["history_attempts"] = telemetry.get("history_attempts", 0) + 1
     policy = attempt.policy or {}
     found = _ask_backend(attempt, telemetry)
-    if found in ("pending", "running", "unreachable", "rate_limited"):
+    if found in (
+        CheckOutcome.PENDING,
+        CheckOutcome.RUNNING,
+        CheckOutcome.UNREACHABLE,
+        CheckOutcome.RATE_LIMITED,
+    ):
         limit = int(policy.get("max_poll_attempts") or 0)
         waited = (timezone.now() - (attempt.submitted_at or attempt.created_at)).total_seconds()
         max_wait = float(policy.get("max_wait_s", settings.RENDER_MAX_WAIT))
@@ -607,12 +627,12 @@ def attempt_check(attempt_id: int) -> str:
                     else f"the render did not finish within {limit} checks",
                 ),
             )
-            return "timeout"
+            return CheckOutcome.TIMEOUT
     _keep_counters(attempt.pk, telemetry)
     return found
 
 
-def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> str:
+def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> CheckOutcome:
     handle = handle_of(attempt)
     try:
         with provider_for(attempt.backend, attempt.policy) as provider:
@@ -622,13 +642,13 @@ def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> str:
     except ProviderError as exc:
         if exc.code == ErrorCode.RATE_LIMITED:
             # Asked to slow down, not gone: the caller backs off and asks again.
-            return "rate_limited"
+            return CheckOutcome.RATE_LIMITED
         telemetry["failed_polls"] = telemetry.get("failed_polls", 0) + 1
         if telemetry["failed_polls"] >= FAILED_POLLS or exc.code == ErrorCode.AUTH_FAILED:
             _keep_counters(attempt.pk, telemetry)
             attempt_failed(attempt, exc)
-            return "failed"
-        return "unreachable"
+            return CheckOutcome.FAILED
+        return CheckOutcome.UNREACHABLE
     telemetry["failed_polls"] = 0
     if outcome is not None:
         telemetry["history_exit_reason"] = "success" if outcome.error is None else "failed"
@@ -639,9 +659,9 @@ def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> str:
                 # timeline shows it running before its outputs are fetched.
                 attempt_started(attempt.pk)
             attempt_finalize(attempt.pk)
-            return "done"
+            return CheckOutcome.DONE
         attempt_failed(attempt, outcome.error)
-        return "failed"
+        return CheckOutcome.FAILED
     if place == "unknown" and attempt.state == AttemptState.RUNNING:
         telemetry["unknown_checks"] = telemetry.get("unknown_checks", 0) + 1
         if telemetry["unknown_checks"] >= UNKNOWN_STRIKES:
@@ -654,12 +674,12 @@ def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> str:
                     f"{attempt.backend.name} no longer knows this render (it restarted or its queue was cleared)",
                 ),
             )
-            return "lost"
-        return "unknown"
+            return CheckOutcome.LOST
+        return CheckOutcome.UNKNOWN
     telemetry["unknown_checks"] = 0
     if place == "running":
         attempt_started(attempt.pk)
-    return place
+    return CheckOutcome(place)
 
 
 def attempt_cancel_remote_quietly(attempt: Attempt) -> None:

@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from generation import attempts
+from generation.attempt_state import CheckOutcome
 from generation.dispatch import dispatch_round
 from generation.models import Attempt, AttemptState, Backend, BackendKind
 from generation.nudge import DISPATCH_CHANNEL
@@ -374,12 +375,18 @@ class RunPodWatch:
                 found = await self.watcher.db(attempts.attempt_check, attempt_id)
             except Exception:
                 log.exception("checking attempt %s failed", attempt_id)
-                found = "unreachable"
-            if found in ("unreachable", "rate_limited"):
+                found = CheckOutcome.UNREACHABLE
+            if found in (CheckOutcome.UNREACHABLE, CheckOutcome.RATE_LIMITED):
                 delay = min(max(self.delay.get(attempt_id, interval) * 2, interval), MAX_BACKOFF)
             else:
                 delay = interval
-            ended = ended or found in ("done", "failed", "lost", "timeout", "cancelled")
+            ended = ended or found in (
+                CheckOutcome.DONE,
+                CheckOutcome.FAILED,
+                CheckOutcome.LOST,
+                CheckOutcome.TIMEOUT,
+                CheckOutcome.CANCELLED,
+            )
             self.delay[attempt_id] = delay
             self.next_check[attempt_id] = time.monotonic() + delay
         if ended:
