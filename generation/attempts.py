@@ -444,7 +444,7 @@ def attempt_failed(attempt: Attempt, error: ProviderError) -> None:
     telemetry = _record(
         current, finished_at=finished, succeeded=False, output_wait_s=current.telemetry.get("output_wait_s")
     )
-    ended = attempt_end(
+    attempt_end(
         attempt.pk,
         state=state,
         at=finished,
@@ -452,11 +452,16 @@ def attempt_failed(attempt: Attempt, error: ProviderError) -> None:
         error_code=error.code.value,
         error_message=error.message,
         error_detail=_jsonable(error.detail),
-        then=lambda: job_after_attempt(current, error),
+        then=lambda: _after_failure(current, error),
     )
-    if ended and error.code == ErrorCode.UNAVAILABLE:
-        # Take it out of dispatch now; the next health check brings it back when it answers.
-        services.backend_record_health(backend=current.backend, reachable=False, message=error.message)
+
+
+def _after_failure(attempt: Attempt, error: ProviderError) -> None:
+    if error.code == ErrorCode.UNAVAILABLE:
+        # Out of dispatch before the job is queued again, so that it is not sent straight back;
+        # the watcher's socket or the next health check brings the backend back when it answers.
+        services.backend_record_health(backend=attempt.backend, reachable=False, message=error.message)
+    job_after_attempt(attempt, error)
 
 
 def job_after_attempt(attempt: Attempt, error: ProviderError) -> None:
@@ -497,14 +502,22 @@ def _pause_for(error: ProviderError) -> timedelta:
     return RATE_LIMIT_PAUSE
 
 
+# A backend that stopped answering, or restarted and forgot its queue: the backend's state,
+# not the render's fault. The job waits for it (or goes elsewhere) within the policy's max wait,
+# and the attempt does not spend the retry budget.
+BACKEND_STATE_ERRORS = (ErrorCode.UNAVAILABLE.value, ErrorCode.LOST.value)
+
+
 def _may_retry(job: RenderJob, attempt: Attempt, error: ProviderError) -> bool:
+    if error.code.value in BACKEND_STATE_ERRORS:
+        waited = (timezone.now() - job.created_at).total_seconds()
+        return waited < float(job.policy.get("max_wait_s", settings.RENDER_MAX_WAIT))
     if error.retry == RetryClass.NEVER:
         return False
     if error.retry == RetryClass.ANOTHER_BACKEND and job.requested_backend_id is not None:
         return False  # asked for this backend only: there is no other to try
     budget = int(job.policy.get("retry_budget", settings.RENDER_RETRY_BUDGET))
-    # Attempts lost before they reached a backend (a crash mid-submit) do not spend the budget.
-    spent = job.attempts.exclude(error_code=ErrorCode.LOST.value, submitted_at__isnull=True).count()
+    spent = job.attempts.exclude(error_code__in=BACKEND_STATE_ERRORS).count()
     if spent > budget:
         return False
     if error.code == ErrorCode.OUT_OF_MEMORY:

@@ -31,7 +31,7 @@ from generation.models import (
     RenderJob,
     WorkflowTemplate,
 )
-from generation.providers.base import ErrorCode
+from generation.providers.base import ErrorCode, ProviderError
 from generation.workflow_validation import has_model, models_used
 
 log = logging.getLogger(__name__)
@@ -166,8 +166,10 @@ def _refuse_unplaceable(job: RenderJob, everyone: list[Backend]) -> bool:
     """End a job that no backend can take, rather than leave it waiting for ever."""
     if job.requested_backend_id is not None:
         requested = Backend.objects.filter(pk=job.requested_backend_id).first()
-        if requested is None or (requested.enabled and not requested.draining):
-            return False  # a backend that is down may come back
+        if requested is not None and requested.enabled and not requested.draining:
+            return _give_up_waiting(job, requested)  # a backend that is down may come back, for a while
+        if requested is None:
+            return False
         why = "disabled" if not requested.enabled else "draining"
         return services.job_transition(
             job.pk,
@@ -194,6 +196,40 @@ def _refuse_unplaceable(job: RenderJob, everyone: list[Backend]) -> bool:
         error_code=ErrorCode.MISSING_MODEL.value,
         error_message=f"No enabled backend has {what}. Hint: install it on a backend, or change the workflow.",
         message="no backend can render this workflow",
+    )
+
+
+def _give_up_waiting(job: RenderJob, backend: Backend) -> bool:
+    """End a job that waited past its policy's max wait for the one backend it asked for."""
+    waited = (timezone.now() - job.created_at).total_seconds()
+    max_wait = float(job.policy.get("max_wait_s", settings.RENDER_MAX_WAIT))
+    if backend.health_state != HealthState.DOWN or waited < max_wait:
+        return False
+    last = job.attempts.exclude(error_message="").order_by("-number").first()
+    error = ProviderError(
+        ErrorCode.UNAVAILABLE,
+        last.error_message
+        if last is not None
+        else f"{backend.name} cannot be reached ({backend.health_message or 'down'})",
+    )
+    return services.job_transition(
+        job.pk,
+        from_states={JobState.QUEUED},
+        to_state=JobState.FAILED,
+        error_code=ErrorCode.UNAVAILABLE.value,
+        error_message=f"waited {max_wait:.0f} s for {backend.name}: "
+        + services.error_with_hint(error, backend=backend),
+        message=f"{backend.name} stayed down past the max wait",
+    )
+
+
+def expire_pinned_waits() -> int:
+    """Fail the queued jobs that waited past their max wait for a backend that stays down."""
+    waiting = RenderJob.objects.filter(
+        state=JobState.QUEUED, requested_backend__health_state=HealthState.DOWN
+    ).select_related("requested_backend")
+    return sum(
+        _give_up_waiting(job, job.requested_backend) for job in waiting if job.requested_backend is not None
     )
 
 

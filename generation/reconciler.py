@@ -25,7 +25,7 @@ from generation.attempts import (
     attempt_finalize,
     job_after_attempt,
 )
-from generation.dispatch import dispatch_round
+from generation.dispatch import dispatch_round, expire_pinned_waits
 from generation.models import Attempt, AttemptState, JobState, RenderJob
 from generation.providers.base import ErrorCode, ProviderError
 
@@ -77,6 +77,7 @@ def reconcile() -> dict[str, int]:
             attempt_finalize(latest.pk)
             counts["refetched"] += 1
 
+    counts["expired"] = expire_pinned_waits()
     counts["dispatched"] = dispatch_round()
     if any(counts.values()):
         log.info("reconcile: %s", ", ".join(f"{k} {v}" for k, v in counts.items() if v))

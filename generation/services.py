@@ -184,6 +184,24 @@ def backend_record_health(
     return state
 
 
+def backend_socket_changed(*, backend_id: int, connected: bool) -> None:
+    """The watcher's live socket to a backend opened or closed.
+
+    A socket that opens is the backend answering: one that was down is healthy again at
+    once, and dispatch runs now, instead of waiting for the next periodic health check.
+    """
+    with transaction.atomic():
+        Backend.objects.filter(pk=backend_id).update(socket_connected=connected)
+        if connected:
+            back = Backend.objects.filter(pk=backend_id, health_state=HealthState.DOWN).update(
+                health_state=HealthState.HEALTHY,
+                health_message="answering again (live socket connected)",
+                health_checked_at=timezone.now(),
+            )
+            if back:
+                dispatch_soon()
+
+
 @transaction.atomic
 def backend_set_draining(*, backend: Backend, draining: bool) -> None:
     """Drain: finish what the backend has, take nothing new. Undrain: feed it again."""

@@ -38,7 +38,7 @@ from generation.nudge import DISPATCH_CHANNEL
 from generation.providers.base import EventKind
 from generation.providers.comfyui import SOCKET_UP_POLL_FACTOR, parse_message, ws_url
 from generation.reconciler import reconcile
-from generation.services import check_backends
+from generation.services import backend_socket_changed, check_backends
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ T = TypeVar("T")
 PROGRESS_MIN_INTERVAL = 0.2
 BACKENDS_REFRESH = 2.0
 MAX_BACKOFF = 30.0
+SOCKET_RETRY_MAX = 1.0
 
 
 class Watcher:
@@ -163,7 +164,9 @@ class Watcher:
             finally:
                 await client.aclose()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF)
+            # Knocking once a second costs a refused connection; a backend that restarted is
+            # back in use within that second, and its renders resync at once.
+            delay = min(delay * 2, SOCKET_RETRY_MAX)
 
     async def _refresh_backends(self) -> None:
         rows = await self.db(
@@ -232,12 +235,12 @@ class BackendWatch:
             self.connected = False
             self.check_now.set()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF)
+            # Knocking once a second costs a refused connection; a backend that restarted is
+            # back in use within that second, and its renders resync at once.
+            delay = min(delay * 2, SOCKET_RETRY_MAX)
 
     async def _record_socket(self, connected: bool) -> None:
-        await self.watcher.db(
-            lambda: Backend.objects.filter(pk=self.backend_id).update(socket_connected=connected)
-        )
+        await self.watcher.db(lambda: backend_socket_changed(backend_id=self.backend_id, connected=connected))
 
     async def _attempt_id(self, prompt_id: str) -> int | None:
         if prompt_id in self.attempt_ids:

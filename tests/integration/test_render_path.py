@@ -76,13 +76,16 @@ def test_a_render_on_a_backend_that_is_down_fails_as_unavailable(studio):
         brief = api.post(
             "/api/v1/briefs/", json={"title": "T", "scenes": [{"title": "S", "prompt": "p"}]}
         ).json()
-        # Asked for by name, so no other backend may take it over.
+        # Asked for by name, so no other backend may take it over: it waits for that one, within
+        # its max wait, and then fails.
         job = api.post(
-            f"/api/v1/scenes/{brief['scenes'][0]['uuid']}/renders/", json={"backend": "Down box"}
+            f"/api/v1/scenes/{brief['scenes'][0]['uuid']}/renders/",
+            json={"backend": "Down box", "policy_overrides": {"max_wait_s": 3}},
         ).json()
         ended = _wait_for_end(api, job["uuid"], studio["stack"])
     assert ended["state"] == "failed"
     assert ended["error_code"] == "unavailable"
+    assert ended["error_message"].startswith("waited 3 s for Down box: ")
     assert "cannot be reached" in ended["error_message"]
     assert "Hint: check that Down box is running" in ended["error_message"]
     assert "Traceback" not in ended["error_message"]
