@@ -1,7 +1,8 @@
 """Who may reach what: every route of the studio, as five people, with one right answer each.
 
 The people: nobody signed in, a member of the team that owns the brief, a member of
-another team, a user in no team, and staff. Another team's objects answer 404, as
+another team, a user in no team, and staff (an operator holding every admin permission,
+in no team: staff see every brief by being staff). Another team's objects answer 404, as
 unknown ones do. `test_every_route_has_a_row` walks the URL resolver and the socket
 routes and fails when a route has no row here, so a new door cannot skip this file.
 """
