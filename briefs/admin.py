@@ -1,6 +1,12 @@
-from django.contrib import admin
+from typing import Any
 
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from briefs import services
 from briefs.models import Brief, Scene, Team
+from briefs.selectors import team_preferred_for
 
 
 class SceneInline(admin.TabularInline):
@@ -14,13 +20,48 @@ class SceneInline(admin.TabularInline):
 class BriefAdmin(admin.ModelAdmin):
     list_display = ["title", "team", "template", "scene_count", "created_by", "updated_at"]
     list_filter = ["team", "created_at"]
+    list_select_related = ["team", "template", "created_by"]
     search_fields = ["title", "idea", "uuid"]
-    readonly_fields = ["uuid", "event_seq", "created_at", "updated_at"]
+    readonly_fields = ["uuid", "created_by", "event_seq", "created_at", "updated_at"]
     inlines = [SceneInline]
 
     @admin.display(description="Scenes")
     def scene_count(self, brief: Brief) -> int:
         return brief.scenes.count()
+
+    def get_form(
+        self, request: HttpRequest, obj: Brief | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None:
+            team = form.base_fields["team"]
+            team.required = False
+            team.help_text = "Left empty: your current team (your personal team when you have none)."
+        return form
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        team = team_preferred_for(request.user)
+        if team is not None:
+            initial.setdefault("team", str(team.pk))
+        return initial
+
+    def save_model(self, request: HttpRequest, obj: Brief, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        brief = services.brief_create(
+            user=request.user,
+            team=data.get("team"),
+            **{name: data[name] for name in services.BRIEF_FIELDS if name in data},
+        )
+        # The admin saves the inlines and logs the addition against the object it built:
+        # make that object the row the service created.
+        for field in Brief._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(brief, field.attname))
+        obj._state.adding = False
+        obj._state.db = brief._state.db
 
 
 @admin.register(Scene)
@@ -33,6 +74,12 @@ class SceneAdmin(admin.ModelAdmin):
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_at"]
-    search_fields = ["name"]
+    list_display = ["name", "personal_for", "member_count", "created_at"]
+    list_select_related = ["personal_for"]
+    search_fields = ["name", "personal_for__username"]
+    raw_id_fields = ["personal_for"]
     filter_horizontal = ["members"]
+
+    @admin.display(description="Members")
+    def member_count(self, team: Team) -> int:
+        return team.members.count()

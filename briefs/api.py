@@ -8,8 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from briefs import services
-from briefs.models import Brief, Scene
-from briefs.selectors import briefs_visible_to
+from briefs.models import Brief, Scene, Team
+from briefs.selectors import briefs_visible_to, teams_of
 
 
 class SceneInputSerializer(serializers.Serializer):
@@ -22,7 +22,24 @@ class SceneInputSerializer(serializers.Serializer):
     position = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
 
 
+class CallersTeamField(serializers.SlugRelatedField):
+    """A team by uuid, looked up among the caller's teams only: another team reads as unknown."""
+
+    default_error_messages = {
+        "does_not_exist": "Not one of your teams: {slug_name}={value}.",
+        "invalid": "Give a team's uuid.",
+    }
+
+    def get_queryset(self) -> QuerySet[Team]:
+        return teams_of(self.context["request"].user)
+
+
 class BriefInputSerializer(serializers.Serializer):
+    team = CallersTeamField(
+        slug_field="uuid",
+        required=False,
+        help_text="One of your teams (uuid); your current team when left out.",
+    )
     title = serializers.CharField(max_length=200)
     idea = serializers.CharField(required=False, allow_blank=True, default="")
     # DRF fields have a `style` attribute; a serializer field of that name is still fine at run time.
@@ -38,22 +55,38 @@ class SceneOutputSerializer(serializers.ModelSerializer):
 
 
 class BriefOutputSerializer(serializers.ModelSerializer):
+    team = serializers.UUIDField(source="team.uuid", read_only=True)
     scenes = SceneOutputSerializer(many=True, read_only=True)
 
     class Meta:
         model = Brief
-        fields = ["uuid", "title", "idea", "style", "characters", "created_at", "updated_at", "scenes"]
+        fields = [
+            "uuid",
+            "team",
+            "title",
+            "idea",
+            "style",
+            "characters",
+            "created_at",
+            "updated_at",
+            "scenes",
+        ]
 
 
 class BriefListCreateApi(generics.ListAPIView):
     serializer_class = BriefOutputSerializer
 
     def get_queryset(self) -> QuerySet[Brief]:
-        return briefs_visible_to(self.request.user).prefetch_related("scenes").order_by("-updated_at")
+        return (
+            briefs_visible_to(self.request.user)
+            .select_related("team")
+            .prefetch_related("scenes")
+            .order_by("-updated_at")
+        )
 
     @extend_schema(request=BriefInputSerializer, responses={201: BriefOutputSerializer})
     def post(self, request: Request) -> Response:
-        incoming = BriefInputSerializer(data=request.data)
+        incoming = BriefInputSerializer(data=request.data, context={"request": request})
         incoming.is_valid(raise_exception=True)
         data = dict(incoming.validated_data)
         brief = services.brief_create(user=request.user, scenes=[dict(s) for s in data.pop("scenes")], **data)
@@ -66,7 +99,7 @@ class BriefDetailApi(generics.RetrieveAPIView):
     lookup_url_kwarg = "brief_uuid"
 
     def get_queryset(self) -> QuerySet[Brief]:
-        return briefs_visible_to(self.request.user).prefetch_related("scenes")
+        return briefs_visible_to(self.request.user).select_related("team").prefetch_related("scenes")
 
 
 class SceneCreateApi(generics.GenericAPIView):

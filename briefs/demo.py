@@ -11,7 +11,7 @@ from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from briefs.models import Brief, Team
-from briefs.services import brief_create
+from briefs.services import brief_create, team_set_current
 
 DEMO_USERNAME = "director"
 DEMO_BRIEF_TITLE = "The Lighthouse Keeper"
@@ -68,6 +68,9 @@ def demo_seed() -> DemoLogin:
         user.set_password(password)
         user.save(update_fields=["password"])
     team.members.add(user)
+    # Briefs the demo login makes in the editor or the API land next to the demo brief.
+    if user.is_active:
+        team_set_current(user=user, team=team)
     token, _ = Token.objects.get_or_create(user=user)
     brief = Brief.objects.filter(title=DEMO_BRIEF_TITLE, team=team).first()
     if brief is None:

@@ -10,12 +10,21 @@ def inputs_storage() -> Storage:
 
 
 class Team(models.Model):
-    """Who owns briefs. The first pages show every brief to every staff member;
-    the field is here so that per-team access needs no data migration later."""
+    """Who owns briefs: a brief is seen by its team's members (and staff), nobody else."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=120, unique=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+    # A user's own team, made the first time they need one; its owner is always a member.
+    # Kept (as an ordinary team) when the user is deleted: its briefs stay owned.
+    personal_for = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="personal_team",
+        help_text="Set on a user's personal team; empty on shared teams.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -25,9 +34,27 @@ class Team(models.Model):
         return self.name
 
 
+class UserPreference(models.Model):
+    """Per-user choices that outlive a session; today the team new briefs go to."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference")
+    current_team = models.ForeignKey(
+        Team,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Where the user's new briefs go; empty (or a team they left) falls back to their first team.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Preferences of {self.user}"
+
+
 class Brief(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="briefs", null=True, blank=True)
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="briefs")
     title = models.CharField(max_length=200)
     idea = models.TextField(blank=True, help_text="The story idea in a few sentences.")
     style = models.TextField(blank=True, help_text="Visual style added to every scene's prompt.")

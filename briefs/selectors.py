@@ -1,19 +1,72 @@
-"""Reads about briefs that carry an access rule, shared by the editor, the API and the sockets."""
+"""Reads about briefs that carry an access rule, shared by the editor, the API and the sockets.
 
+The rule: staff see every brief; any other active user sees the briefs of the teams they
+are a member of, and nothing else. Every door that reads or changes a brief, a scene, a
+job, an artifact or a run starts from one of these querysets.
+"""
+
+from uuid import UUID
+
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Q, QuerySet
+from django.db.models import Case, IntegerField, QuerySet, Value, When
 
-from briefs.models import Brief, Scene
+from briefs.models import Brief, Scene, Team, UserPreference
+
+
+def teams_of(user: User | AnonymousUser) -> QuerySet[Team]:
+    """The teams the user is a member of: shared teams first (by name), their personal team last."""
+    if not user.is_authenticated or not user.is_active:
+        return Team.objects.none()
+    personal_last = Case(
+        When(personal_for=user, then=Value(1)), default=Value(0), output_field=IntegerField()
+    )
+    return (
+        Team.objects.filter(members=user)
+        .annotate(personal_last=personal_last)
+        .order_by("personal_last", "name")
+    )
 
 
 def briefs_visible_to(user: User | AnonymousUser) -> QuerySet[Brief]:
-    """Staff see every brief; others see their teams' briefs and briefs of no team."""
+    """Staff see every brief; others see their teams' briefs only."""
     if not user.is_authenticated or not user.is_active:
         return Brief.objects.none()
     if user.is_staff:
         return Brief.objects.all()
-    return Brief.objects.filter(Q(team__isnull=True) | Q(team__members=user)).distinct()
+    # A subquery rather than a join: one row per brief, no DISTINCT needed.
+    return Brief.objects.filter(team__in=Team.objects.filter(members=user).values("pk"))
 
 
 def scenes_visible_to(user: User | AnonymousUser) -> QuerySet[Scene]:
     return Scene.objects.filter(brief__in=briefs_visible_to(user))
+
+
+def brief_watchable_by(*, user_pk: int | None, brief_uuid: UUID | str) -> bool:
+    """Whether the user may still follow a brief, read fresh from the database.
+
+    For live sockets, which hold a user object from when they connected: a user since
+    deactivated, demoted or removed from the brief's team reads False here.
+    """
+    if user_pk is None:
+        return False
+    user = get_user_model().objects.filter(pk=user_pk).first()
+    if user is None:
+        return False
+    return briefs_visible_to(user).filter(uuid=brief_uuid).exists()
+
+
+def team_preferred_for(user: User | AnonymousUser) -> Team | None:
+    """The team the user's new briefs go to, when they have one; reads only.
+
+    Their chosen team while they are still in it, else their first team (`teams_of`
+    order), else None: `briefs.services.team_current_for` then makes their personal team.
+    """
+    teams = teams_of(user)
+    if isinstance(user, User):
+        chosen = UserPreference.objects.filter(user=user).values_list("current_team", flat=True).first()
+        if chosen is not None:
+            team = teams.filter(pk=chosen).first()
+            if team is not None:
+                return team
+    return teams.first()

@@ -3,17 +3,73 @@
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from briefs.models import Brief, Scene, Team
+from briefs.models import Brief, Scene, Team, UserPreference
+from briefs.selectors import team_preferred_for, teams_of
 from generation.models import WorkflowTemplate
 
 BRIEF_FIELDS = ("title", "idea", "style", "characters", "reference_image", "template")
 SCENE_FIELDS = ("title", "prompt", "negative_prompt", "seed", "input_image")
 
+# Briefs made with no user (commands, scripts) go here; so did staff's team-less briefs
+# when teams became required (migration 0004, which keeps its own copy of these names).
+STUDIO_TEAM_NAME = "Studio"
+PERSONAL_TEAM_SUFFIX = " (personal)"
 
+
+class TeamRefused(Exception):
+    """A team the user may not use; the message says why and names no other team."""
+
+
+# -- teams ----------------------------------------------------------------------
+def _unique_team_name(base: str) -> str:
+    base = base[: Team._meta.get_field("name").max_length - 6]  # type: ignore[operator]
+    name, n = base, 1
+    while Team.objects.filter(name=name).exists():
+        n += 1
+        name = f"{base} #{n}"
+    return name
+
+
+def team_personal_for(*, user: User) -> Team:
+    """The user's personal team, made on first use; its owner is always a member."""
+    team = Team.objects.filter(personal_for=user).first()
+    if team is None:
+        try:
+            with transaction.atomic():
+                team = Team.objects.create(
+                    name=_unique_team_name(f"{user.username}{PERSONAL_TEAM_SUFFIX}"), personal_for=user
+                )
+        except IntegrityError:
+            # Another request of theirs made it a moment ago.
+            team = Team.objects.get(personal_for=user)
+    team.members.add(user)
+    return team
+
+
+def team_current_for(*, user: User) -> Team:
+    """The team the user's new briefs go to: the one they chose while they are still in it,
+    else their first team, else their personal team, made now."""
+    return team_preferred_for(user) or team_personal_for(user=user)
+
+
+def team_set_current(*, user: User, team: Team) -> UserPreference:
+    """Choose the team the user's new briefs go to (the editor's team switcher)."""
+    if not teams_of(user).filter(pk=team.pk).exists():
+        raise TeamRefused("You are not a member of that team.")
+    preference, _ = UserPreference.objects.update_or_create(user=user, defaults={"current_team": team})
+    return preference
+
+
+def team_studio() -> Team:
+    team, _ = Team.objects.get_or_create(name=STUDIO_TEAM_NAME)
+    return team
+
+
+# -- briefs and scenes ----------------------------------------------------------
 @transaction.atomic
 def brief_create(
     *,
@@ -27,6 +83,15 @@ def brief_create(
     reference_image: Any = None,
     scenes: list[dict[str, Any]] | None = None,
 ) -> Brief:
+    """A brief in `team`, else in the user's current team (the Studio team without a user).
+
+    A user who is not staff may only name one of their own teams.
+    """
+    owner = user if isinstance(user, User) else None
+    if team is None:
+        team = team_current_for(user=owner) if owner is not None else team_studio()
+    elif owner is not None and not owner.is_staff and not teams_of(owner).filter(pk=team.pk).exists():
+        raise TeamRefused("You are not a member of that team.")
     brief = Brief.objects.create(
         title=title,
         idea=idea,
@@ -35,7 +100,7 @@ def brief_create(
         team=team,
         template=template,
         reference_image=reference_image or "",
-        created_by=user if isinstance(user, User) else None,
+        created_by=owner,
     )
     for values in scenes or []:
         scene_create(brief=brief, **values)

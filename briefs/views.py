@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from briefs import services
 from briefs.forms import BriefForm, SceneForm
 from briefs.models import Brief, Scene
-from briefs.selectors import briefs_visible_to, scenes_visible_to
+from briefs.selectors import briefs_visible_to, scenes_visible_to, team_preferred_for
 from generation import services as render_services
 from generation.downloads import artifact_response
 from generation.events import job_payload
@@ -33,9 +33,10 @@ def brief_list(request: HttpRequest) -> HttpResponse:
             brief = services.brief_create(user=request.user, **form.cleaned_data)
             messages.success(request, f"Brief “{brief.title}” created. Add its scenes below.")
             return redirect("briefs:detail", brief_uuid=brief.uuid)
-    briefs = briefs_visible_to(request.user).prefetch_related("scenes")
+    briefs = briefs_visible_to(request.user).select_related("team").prefetch_related("scenes")
     status = 400 if form.errors else 200
-    return render(request, "briefs/list.html", {"briefs": briefs, "form": form}, status=status)
+    context = {"briefs": briefs, "form": form, "current_team": team_preferred_for(request.user)}
+    return render(request, "briefs/list.html", context, status=status)
 
 
 def _editor(

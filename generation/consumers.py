@@ -1,42 +1,102 @@
+import asyncio
+import logging
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from briefs.models import Brief
-from briefs.selectors import briefs_visible_to
+from briefs.selectors import brief_watchable_by, briefs_visible_to
 from generation.events import brief_group, job_payload
 from generation.selectors import latest_job_per_scene
 
+log = logging.getLogger(__name__)
+
+# Closing code for "not allowed": an unknown brief, a forbidden one, and access lost later.
+FORBIDDEN = 4403
+
 
 class BriefConsumer(AsyncJsonWebsocketConsumer):
-    """Live events of one brief. Read-only: the socket carries no commands."""
+    """Live events of one brief. Read-only: the socket carries no commands.
+
+    Access is asked again every LIVE_ACCESS_RECHECK_INTERVAL, and before relaying an
+    event when the last answer is older than that: a user deactivated or removed from
+    the brief's team is closed out with 4403.
+    """
 
     group: str | None = None
+    user_pk: int | None = None
+    brief_uuid: str = ""
+    access_checked_at: float = 0.0
+    recheck: "asyncio.Task[None] | None" = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
-        brief_uuid = self.scope["url_route"]["kwargs"]["brief_uuid"]
+        brief_uuid = str(self.scope["url_route"]["kwargs"]["brief_uuid"])
         snapshot = await self._snapshot(user, brief_uuid) if user is not None else None
         if snapshot is None:
             # Unknown brief and forbidden brief look the same: nothing leaks.
-            await self.close(code=4403)
+            await self.close(code=FORBIDDEN)
             return
+        self.user_pk, self.brief_uuid = user.pk, brief_uuid
+        self.access_checked_at = time.monotonic()
         self.group = brief_group(brief_uuid)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_json(snapshot)
+        self.recheck = asyncio.create_task(self._recheck_access())
 
     async def disconnect(self, code: int) -> None:
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.recheck is not None:
+            self.recheck.cancel()
+        await self._leave()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         # Clients only listen; a resync is a reconnect.
         return
 
     async def brief_event(self, event: dict[str, Any]) -> None:
+        if self.group is None:
+            return  # access was revoked; the close is on its way
+        stale = time.monotonic() - self.access_checked_at >= settings.LIVE_ACCESS_RECHECK_INTERVAL
+        if stale and not await self._still_allowed():
+            await self._revoke()
+            return
         await self.send_json(event["message"])
+
+    async def _recheck_access(self) -> None:
+        while self.group is not None:
+            await asyncio.sleep(settings.LIVE_ACCESS_RECHECK_INTERVAL)
+            try:
+                allowed = await self._still_allowed()
+            except Exception:
+                log.warning(
+                    "could not re-check access to brief %s; will ask again", self.brief_uuid, exc_info=True
+                )
+                continue
+            if not allowed:
+                await self._revoke()
+                return
+
+    async def _still_allowed(self) -> bool:
+        allowed = await database_sync_to_async(brief_watchable_by)(
+            user_pk=self.user_pk, brief_uuid=self.brief_uuid
+        )
+        self.access_checked_at = time.monotonic()
+        return allowed
+
+    async def _revoke(self) -> None:
+        if self.group is None:
+            return  # revoked already (by the periodic check or an event's)
+        await self._leave()
+        await self.close(code=FORBIDDEN)
+
+    async def _leave(self) -> None:
+        if self.group is not None:
+            group, self.group = self.group, None
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     @database_sync_to_async
     def _snapshot(self, user: Any, brief_uuid: str) -> dict[str, Any] | None:

@@ -64,6 +64,11 @@ def _user_or_none(user: User | AnonymousUser | None) -> User | None:
     return user if isinstance(user, User) else None
 
 
+def _policy_bounded_for(user: User | AnonymousUser | None) -> bool:
+    """Whether the user may only tighten a queue policy: everyone but staff and the studio's own code."""
+    return user is not None and not (user.is_active and user.is_staff)
+
+
 # -- templates and backends ---------------------------------------------------
 def workflow_templates_sync(*, directory: Path | None = None) -> tuple[list[WorkflowTemplate], list[str]]:
     """Load every workflows/*.json into the database; returns the templates and the errors per file."""
@@ -340,7 +345,7 @@ def render_job_submit(
         backend=backend,
         batch=None,
         priority=Priority.INTERACTIVE,
-        policy=policy_in_force(preset=preset, overrides=policy_overrides),
+        policy=policy_in_force(preset=preset, overrides=policy_overrides, bounded=_policy_bounded_for(user)),
         user=_user_or_none(user),
     )
     return _save_new_jobs([job])[0]
@@ -362,7 +367,7 @@ def render_brief_submit(
     _require_a_backend(backend)
     template = template or brief.template or default_template()
     owner = _user_or_none(user)
-    policy = policy_in_force(preset=preset, overrides=policy_overrides)
+    policy = policy_in_force(preset=preset, overrides=policy_overrides, bounded=_policy_bounded_for(user))
     batch = RenderBatch.objects.create(brief=brief, created_by=owner, policy=policy)
     jobs = [
         _new_job(

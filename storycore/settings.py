@@ -149,6 +149,14 @@ WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "briefs:list"
 LOGOUT_REDIRECT_URL = "login"
+# Live sockets ask again this often (seconds) whether their user may still follow the brief:
+# a user deactivated or removed from the brief's team is cut off within this plus one query.
+LIVE_ACCESS_RECHECK_INTERVAL = env_float("LIVE_ACCESS_RECHECK_INTERVAL", 2.0, minimum=0.05)
+if LIVE_ACCESS_RECHECK_INTERVAL > 5:
+    raise ImproperlyConfigured(
+        f"LIVE_ACCESS_RECHECK_INTERVAL={LIVE_ACCESS_RECHECK_INTERVAL} is above 5 s: revoked users "
+        "must stop receiving a brief's events within 5 s"
+    )
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from briefs.selectors import briefs_visible_to
 from generation.models import RenderBatch
 from telemetry import runs
 from telemetry.downloads import metadata_response, summary_json_response, summary_response
@@ -153,10 +154,9 @@ class BriefBatchesApi(generics.ListAPIView):
     serializer_class = BatchOutputSerializer
 
     def get_queryset(self) -> QuerySet[RenderBatch]:
-        visible = batches_visible_to(self.request.user)
-        return batches_with_progress(visible.filter(brief__uuid=self.kwargs["brief_uuid"])).order_by(
-            "-created_at"
-        )
+        # Another team's brief is a 404, as on every brief route, not an empty list.
+        brief = get_object_or_404(briefs_visible_to(self.request.user), uuid=self.kwargs["brief_uuid"])
+        return batches_with_progress(RenderBatch.objects.filter(brief=brief)).order_by("-created_at")
 
 
 class BatchDetailApi(APIView):
