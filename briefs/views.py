@@ -17,6 +17,7 @@ from generation.downloads import artifact_response
 from generation.events import job_payload
 from generation.models import Artifact
 from generation.selectors import artifacts_visible_to, jobs_visible_to, latest_job_per_scene
+from storycore.responses import file_response
 from telemetry.selectors import brief_runs, brief_spend
 
 
@@ -167,11 +168,11 @@ def job_cancel(request: HttpRequest, job_uuid: str) -> HttpResponse:
 @require_GET
 def artifact_file(request: HttpRequest, artifact_uuid: str) -> FileResponse:
     artifact: Artifact = get_object_or_404(artifacts_visible_to(request.user), uuid=artifact_uuid)
-    return artifact_response(artifact, as_attachment=request.GET.get("download") == "1")
+    return artifact_response(request, artifact, as_attachment=request.GET.get("download") == "1")
 
 
-def _input_response(name: str) -> FileResponse:
-    response = FileResponse(storages["inputs"].open(name, "rb"))
+def _input_response(request: HttpRequest, name: str) -> FileResponse:
+    response = file_response(request, storages["inputs"].open(name, "rb"))
     response["Cache-Control"] = "private, max-age=300"
     response["X-Content-Type-Options"] = "nosniff"
     return response
@@ -183,7 +184,7 @@ def scene_input_image(request: HttpRequest, scene_uuid: str) -> FileResponse:
     scene = get_object_or_404(scenes_visible_to(request.user), uuid=scene_uuid)
     if not scene.input_image:
         raise Http404("This scene has no input image.")
-    return _input_response(scene.input_image.name)
+    return _input_response(request, scene.input_image.name)
 
 
 @login_required
@@ -192,4 +193,4 @@ def brief_reference_image(request: HttpRequest, brief_uuid: str) -> FileResponse
     brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
     if not brief.reference_image:
         raise Http404("This brief has no character reference.")
-    return _input_response(brief.reference_image.name)
+    return _input_response(request, brief.reference_image.name)

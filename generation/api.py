@@ -178,7 +178,7 @@ class ArtifactDownloadApi(APIView):
         artifact = get_object_or_404(
             artifacts_visible_to(request.user).select_related("job__scene"), uuid=artifact_uuid
         )
-        return artifact_response(artifact, as_attachment=True)
+        return artifact_response(request, artifact, as_attachment=True)
 
 
 class BackendOutputSerializer(serializers.ModelSerializer):

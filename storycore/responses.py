@@ -4,6 +4,7 @@ Django's ASGI handler cannot iterate a synchronous file: it warns and reads the 
 file into a list before the first byte goes out, so a 1 GB download costs 1 GB of
 memory. `AsyncFileResponse` reads the same file in blocks on a worker thread instead,
 keeping FileResponse's headers (length, type, disposition) and its closing of the file.
+Under WSGI the plain FileResponse already streams, so `file_response` picks by request.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import IO, Any
 
-from django.http import FileResponse, StreamingHttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, HttpRequest, StreamingHttpResponse
 
 
 async def _blocks(filelike: IO[bytes], block_size: int) -> AsyncIterator[bytes]:
@@ -28,3 +30,10 @@ class AsyncFileResponse(FileResponse):
             StreamingHttpResponse._set_streaming_content(  # type: ignore[attr-defined]
                 self, _blocks(filelike, self.block_size)
             )
+
+
+def file_response(request: HttpRequest, filelike: IO[bytes], **kwargs: Any) -> FileResponse:
+    """A FileResponse that streams under the handler serving `request`."""
+    if isinstance(request, ASGIRequest):
+        return AsyncFileResponse(filelike, **kwargs)
+    return FileResponse(filelike, **kwargs)

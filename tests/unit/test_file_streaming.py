@@ -1,6 +1,7 @@
 """Downloads stream under ASGI: Django reads a plain FileResponse whole into memory there (and
 warns); AsyncFileResponse sends the file in blocks as it reads them."""
 
+import io
 import os
 import warnings
 
@@ -85,3 +86,18 @@ async def test_a_plain_file_response_is_what_warns(big_file):
         warnings.simplefilter("always")
         await _get("/plain")
     assert [w for w in caught if "must consume synchronous iterators" in str(w.message)]
+
+
+def test_file_response_streams_the_way_the_handler_serving_the_request_can(big_file):
+    from django.core.handlers.asgi import ASGIRequest
+    from django.test import RequestFactory
+
+    from storycore.responses import file_response
+
+    wsgi = file_response(RequestFactory().get("/"), open(big_file, "rb"))
+    assert type(wsgi) is FileResponse and not wsgi.is_async
+    wsgi.close()
+    scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"", "headers": []}
+    asgi = file_response(ASGIRequest(scope, io.BytesIO()), open(big_file, "rb"))
+    assert type(asgi) is AsyncFileResponse and asgi.is_async
+    asgi.close()
