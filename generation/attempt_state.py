@@ -101,6 +101,20 @@ def attempt_end(
     return bool(ended)
 
 
+def attempt_note_outputs(attempt_id: int, outputs: list[dict[str, Any]]) -> None:
+    """Remember files a live attempt's backend reported writing (not a state change)."""
+    with transaction.atomic():
+        known = Attempt.objects.filter(pk=attempt_id, state__in=LIVE_STATES).values_list(
+            "reported_outputs", flat=True
+        )
+        current = known.first()
+        if current is None:
+            return
+        merged = list(current) + [o for o in outputs if o not in current]
+        if merged != current:
+            Attempt.objects.filter(pk=attempt_id).update(reported_outputs=merged)
+
+
 def attempt_keep_telemetry(attempt_id: int, telemetry: dict[str, Any], *, live_only: bool = True) -> None:
     """Save an attempt's telemetry counters; an ended attempt keeps its final record unless told."""
     attempts = Attempt.objects.filter(pk=attempt_id)

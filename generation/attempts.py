@@ -7,6 +7,7 @@ when one changes, and the reconciler does the same for anything the watcher miss
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -33,6 +34,7 @@ from generation.attempt_state import (
     attempt_keep_telemetry,
     attempt_mark_running,
     attempt_mark_started,
+    attempt_note_outputs,
 )
 from generation.models import (
     IN_FLIGHT_STATES,
@@ -182,9 +184,15 @@ def attempt_submit(attempt: Attempt) -> None:
         attempt_cancel_remote_quietly(attempt)
 
 
+def _prefix(attempt: Attempt) -> str:
+    """Where the attempt's save nodes write: its own name, so its files are found even after the
+    server forgot the render, and never served from another render's cache."""
+    return f"storycore/{attempt.uuid}"
+
+
 def _bound_workflow(job: RenderJob, attempt: Attempt) -> dict[str, Any]:
     values = dict(job.params)
-    values["filename_prefix"] = f"storycore/{attempt.uuid}"
+    values["filename_prefix"] = _prefix(attempt)
     return bind_workflow(job.template.graph, targets_from_json(job.template.bindings), values)
 
 
@@ -261,8 +269,11 @@ def attempt_claim_fetch(attempt_id: int) -> bool:
     return claimed
 
 
-def attempt_finalize(attempt_id: int, *, claimed: bool = False) -> None:
-    """Fetch and store the outputs of a finished render. Safe to run twice."""
+def attempt_finalize(attempt_id: int, *, claimed: bool = False, recovering: bool = False) -> None:
+    """Fetch and store the outputs of a finished render. Safe to run twice.
+
+    `recovering`: the backend forgot the render (a restart), but still serves its files.
+    """
     attempt = Attempt.objects.select_related("backend", "job").get(pk=attempt_id)
     job_id = attempt.job_id
     if not claimed and not attempt_claim_fetch(attempt_id):
@@ -271,7 +282,7 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False) -> None:
     provider: Provider | None = None
     try:
         with provider_for(attempt.backend, attempt.policy) as provider:
-            outputs = provider.outputs(handle_of(attempt))
+            outputs = _recovered_outputs(provider, attempt) if recovering else _outputs(provider, attempt)
             # Saved outputs only: PreviewImage's temp files are the server's scratch space.
             saved = [o for o in outputs if o.kind in ("image", "video") and o.folder_type == "output"]
             if not saved:
@@ -330,6 +341,36 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False) -> None:
     )
     if not ended and Attempt.objects.filter(pk=attempt.pk, state=AttemptState.SUCCEEDED).exists():
         job_succeeded()  # its attempt had ended before the job could follow: a fetch taken over
+
+
+def _outputs(provider: Provider, attempt: Attempt) -> list[RemoteOutput]:
+    try:
+        return provider.outputs(handle_of(attempt))
+    except ProviderError as exc:
+        # Finished, then forgotten (a restart emptied /history): its files may still be there.
+        recovered = _recovered_outputs(provider, attempt) if exc.code == ErrorCode.LOST else []
+        if not recovered:
+            raise
+        return recovered
+
+
+def _recovered_outputs(provider: Provider, attempt: Attempt) -> list[RemoteOutput]:
+    """What the render wrote, from its own messages or its per-attempt prefix, as the backend still
+    serves it: using it means the render is fetched, not run a second time."""
+    reported = [RemoteOutput(**o) for o in attempt.reported_outputs if isinstance(o, dict)]
+    found = provider.recover_outputs(prefix=_prefix(attempt), reported=reported)
+    if found:
+        log.info(
+            "attempt %s: %s forgot the render; %d output(s) recovered",
+            attempt.uuid,
+            attempt.backend,
+            len(found),
+        )
+    return found
+
+
+def attempt_outputs_reported(attempt_id: int, outputs: tuple[RemoteOutput, ...]) -> None:
+    attempt_note_outputs(attempt_id, [dataclasses.asdict(o) for o in outputs if o.folder_type == "output"])
 
 
 def _remote_facts(provider: Provider) -> dict[str, Any]:
@@ -678,6 +719,11 @@ def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> CheckOutcome:
     if place == "unknown" and attempt.state == AttemptState.RUNNING:
         telemetry["unknown_checks"] = telemetry.get("unknown_checks", 0) + 1
         if telemetry["unknown_checks"] >= UNKNOWN_STRIKES:
+            if _outputs_survived(attempt):
+                telemetry["history_exit_reason"] = "success"
+                _keep_counters(attempt.pk, telemetry)
+                attempt_finalize(attempt.pk, recovering=True)
+                return CheckOutcome.DONE
             telemetry["history_exit_reason"] = "unknown"
             _keep_counters(attempt.pk, telemetry)
             attempt_failed(
@@ -693,6 +739,14 @@ def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> CheckOutcome:
     if place == "running":
         attempt_started(attempt.pk)
     return CheckOutcome(place)
+
+
+def _outputs_survived(attempt: Attempt) -> bool:
+    try:
+        with provider_for(attempt.backend, attempt.policy) as provider:
+            return bool(_recovered_outputs(provider, attempt))
+    except ProviderError:
+        return False
 
 
 def attempt_cancel_remote_quietly(attempt: Attempt) -> None:

@@ -297,6 +297,9 @@ class Attempt(models.Model):
     error_detail = models.JSONField(default=dict, blank=True)
     policy = models.JSONField(default=dict, blank=True, help_text="The queue policy this attempt ran under.")
     telemetry = models.JSONField(default=dict, blank=True)
+    # Files the backend's messages said the render wrote (ComfyUI's `executed`), kept so that a
+    # backend that restarted and forgot the render is asked for them before it runs again.
+    reported_outputs = models.JSONField(default=list, blank=True, editable=False)
     # The GPU as the probes saw it before the render; the telemetry record is written at the end.
     gpu_before = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

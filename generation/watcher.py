@@ -278,6 +278,8 @@ class BackendWatch:
                 await self.watcher.db(
                     attempts.attempt_progress, attempt_id, value=event.value, maximum=event.maximum
                 )
+        elif event.kind == EventKind.OUTPUT and event.outputs:
+            await self.watcher.db(attempts.attempt_outputs_reported, attempt_id, event.outputs)
         elif event.kind == EventKind.FINISHED:
             self._finish(
                 attempt_id, lambda: attempts.attempt_finalize(attempt_id, claimed=True), claim_first=True

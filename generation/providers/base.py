@@ -113,6 +113,9 @@ class EventKind(enum.StrEnum):
     SUCCESS = "success"
     FINISHED = "finished"
     FAILED = "failed"
+    # A node wrote files (ComfyUI's `executed`): known before /history has them, and after a
+    # restart has emptied /history.
+    OUTPUT = "output"
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class ProgressEvent:
     preview: bytes | None = None
     preview_type: str | None = None
     error: ProviderError | None = None
+    outputs: tuple[RemoteOutput, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,11 @@ class Provider(Protocol):
     def events(self, handle: RemoteHandle) -> Iterator[ProgressEvent]: ...
 
     def outputs(self, handle: RemoteHandle) -> list[RemoteOutput]: ...
+
+    def recover_outputs(self, *, prefix: str, reported: list[RemoteOutput]) -> list[RemoteOutput]:
+        """The files a render wrote that the backend still serves, when it no longer remembers the
+        render itself (a restart): those its messages reported, and those under its own prefix."""
+        ...
 
     def fetch(self, output: RemoteOutput) -> AbstractContextManager[Iterator[bytes]]: ...
 

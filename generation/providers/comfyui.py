@@ -49,6 +49,10 @@ MAX_POLL_FAILURES = 3
 OUTPUT_KINDS = {"images": "image", "gifs": "video", "videos": "video", "audio": "audio", "text": "text"}
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".webp", ".gif", ".mov", ".mkv")
 PREVIEW_IMAGE_TYPES = {1: "image/jpeg", 2: "image/png"}
+# What a render's save nodes may have written under its prefix, looked for on /view when the
+# server forgot the render; and how many numbered files of each are looked for at most.
+RECOVERABLE_EXTENSIONS = (("png", "image"), ("webp", "video"), ("mp4", "video"), ("webm", "video"))
+MAX_RECOVERED_FILES = 64
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,12 @@ def parse_message(message: str | bytes) -> tuple[str | None, ProgressEvent] | No
     elif kind == "execution_success":
         # Outputs are not in /history yet; the end is the `executing` null that follows.
         event = ProgressEvent(EventKind.SUCCESS)
+    elif kind == "executed" and isinstance(data.get("output"), dict):
+        try:
+            written = parse_outputs({str(data.get("node")): data["output"]})
+        except ProviderError:
+            return None  # an unsafe name is refused where outputs are fetched, from /history
+        event = ProgressEvent(EventKind.OUTPUT, node=str(data.get("node")), outputs=tuple(written))
     elif kind == "execution_error":
         event = ProgressEvent(EventKind.FAILED, error=error_from_execution(data))
     elif kind == "execution_interrupted":
@@ -606,6 +616,33 @@ class ComfyUIProvider:
                     raise ProviderError(ErrorCode.LOST, "ComfyUI has no history for this render")
                 raise ProviderError(ErrorCode.OUTPUT_INVALID, "the render finished without any output file")
             time.sleep(min(0.25, self.timeouts.poll_interval))
+
+    def recover_outputs(self, *, prefix: str, reported: list[RemoteOutput]) -> list[RemoteOutput]:
+        """Saved files of a render the server forgot: those its `executed` messages named, and those
+        its save nodes wrote under our per-attempt prefix (ComfyUI numbers them `<prefix>_00001_.<ext>`),
+        each confirmed on /view. An empty list means the render must run again."""
+        found = [o for o in reported if o.folder_type == "output" and self._serves(o)]
+        if found:
+            return found
+        subfolder, _, stem = prefix.rpartition("/")
+        for extension, kind in RECOVERABLE_EXTENSIONS:
+            for counter in range(1, MAX_RECOVERED_FILES + 1):
+                output = RemoteOutput(
+                    node_id="",
+                    filename=f"{stem}_{counter:05}_.{extension}",
+                    subfolder=subfolder,
+                    folder_type="output",
+                    kind=kind,
+                    animated=kind == "video",
+                )
+                if not self._serves(output):
+                    break
+                found.append(output)
+        return found
+
+    def _serves(self, output: RemoteOutput) -> bool:
+        params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.folder_type}
+        return self._request("HEAD", "/view", params=params).status_code == 200
 
     @contextmanager
     def fetch(self, output: RemoteOutput) -> Iterator[Iterator[bytes]]:

@@ -510,6 +510,10 @@ class RunPodProvider:
                 return
             self._sleep(delay)
 
+    def recover_outputs(self, *, prefix: str, reported: list[RemoteOutput]) -> list[RemoteOutput]:
+        # A job RunPod no longer knows has no files anywhere we could read.
+        return []
+
     def outputs(self, handle: RemoteHandle) -> list[RemoteOutput]:
         status = self.status(handle)
         if status.status != "COMPLETED":

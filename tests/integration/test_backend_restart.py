@@ -70,9 +70,11 @@ def test_a_backend_killed_for_10_s_mid_batch_costs_no_job(studio, tmp_path):
             answering_since = timezone.now()
 
             deadline = time.monotonic() + 120
-            while any(state not in TERMINAL for state in (now := states())):
+            now = states()
+            while any(state not in TERMINAL for state in now):
                 assert time.monotonic() < deadline, now
                 time.sleep(0.3)
+                now = states()
         assert now == ["succeeded"] * SCENES
         ends = [JobEvent.objects.filter(job__uuid=u, to_state__in=TERMINAL).count() for u in uuids]
         assert ends == [1] * SCENES
