@@ -1,5 +1,9 @@
 """API keys of backends: kept encrypted at rest, or read from a named environment variable.
 
+The variable must be one BACKEND_KEY_VARIABLES allows and never one of the studio's
+own secrets (generation.backend_config); that is checked again here, on every read,
+so a backend saved before the rule existed cannot send such a value anywhere.
+
 The key material is STORYCORE_SECRETS_KEY, or SECRET_KEY when that is not set,
 stretched into a Fernet key. Changing it makes stored keys unreadable: they must
 be entered again (the error says so). A key is never shown after it is saved.
@@ -15,6 +19,7 @@ import os
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 
+from generation.backend_config import key_variable_problem
 from generation.models import Backend
 from generation.providers.base import ErrorCode, ProviderError
 
@@ -44,6 +49,13 @@ def decrypt_api_key(token: str) -> str:
 def api_key_of(backend: Backend) -> str:
     """The backend's API key, from its environment variable or its encrypted copy."""
     if backend.api_key_env:
+        problem = key_variable_problem(backend.api_key_env)
+        if problem is not None:
+            raise ProviderError(
+                ErrorCode.CONFIG_INVALID,
+                f"backend {backend.name} may not read its API key from that variable: {problem}; "
+                "choose another in the admin",
+            )
         value = os.environ.get(backend.api_key_env, "")
         if not value:
             raise ProviderError(
@@ -69,6 +81,9 @@ def api_key_of(backend: Backend) -> str:
 def api_key_state(backend: Backend) -> str:
     """What staff may know about the key: where it comes from, never its value."""
     if backend.api_key_env:
+        problem = key_variable_problem(backend.api_key_env)
+        if problem is not None:
+            return f"refused: {problem}"
         found = "set" if os.environ.get(backend.api_key_env) else "NOT set in this process"
         return f"read from the environment variable {backend.api_key_env} ({found})"
     return "a key is set (stored encrypted)" if backend.api_key_encrypted else "no key set"

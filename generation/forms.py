@@ -3,6 +3,7 @@ from typing import Any
 from django import forms
 
 from generation.api_keys import api_key_state
+from generation.backend_config import validate_backend_url
 from generation.models import Backend, BackendKind
 
 
@@ -60,6 +61,8 @@ class BackendForm(forms.ModelForm):
         assume_scheme="https",
         help_text="Where the server answers, e.g. http://gpu-01:8188; for RunPod the API base, "
         "https://api.runpod.ai/v2",
+        # Besides Django's own URL check, so that a refused address says why it is refused.
+        validators=[validate_backend_url],
     )
 
     class Meta:

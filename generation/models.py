@@ -1,9 +1,11 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from generation.backend_config import url_problem, validate_backend_url, validate_key_variable
 from generation.providers.base import ErrorCode
 
 
@@ -63,7 +65,9 @@ class Backend(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=120, unique=True)
     kind = models.CharField(max_length=16, choices=BackendKind.choices, default=BackendKind.COMFYUI)
-    base_url = models.URLField(help_text="Where the server answers, e.g. http://gpu-01:8188")
+    base_url = models.URLField(
+        help_text="Where the server answers, e.g. http://gpu-01:8188", validators=[validate_backend_url]
+    )
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(default=False, help_text="Used when a render names no backend.")
@@ -90,7 +94,9 @@ class Backend(models.Model):
     api_key_env = models.CharField(
         max_length=100,
         blank=True,
-        help_text="Name of an environment variable holding the API key; used instead of a stored key.",
+        validators=[validate_key_variable],
+        help_text="Name of an environment variable holding the API key; used instead of a stored key. "
+        "Only names BACKEND_KEY_VARIABLES allows (RUNPOD_* by default).",
     )
     price_per_second = models.DecimalField(
         max_digits=12,
@@ -115,6 +121,14 @@ class Backend(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # The field's validator holds every backend to the common URL rules; a kind may add more
+        # (a RunPod endpoint: https, on the public internet or loopback).
+        if self.base_url and url_problem(self.base_url) is None:
+            problem = url_problem(self.base_url, kind=self.kind)
+            if problem is not None:
+                raise ValidationError({"base_url": f"This URL is refused: {problem}."})
 
     @property
     def state(self) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 from django.db import transaction
 from django.utils import timezone
@@ -25,6 +26,7 @@ from django.utils.text import slugify
 
 from briefs.models import Brief, Scene
 from generation import events
+from generation.backend_config import backend_config_problems
 from generation.models import (
     TERMINAL_STATES,
     AttemptState,
@@ -41,7 +43,7 @@ from generation.models import (
 )
 from generation.nudge import FINISH_RUNS, nudge
 from generation.policies import policy_in_force
-from generation.providers.base import BackendHealth, ErrorCode, ProviderError
+from generation.providers.base import BackendHealth, ErrorCode, ProviderError, plain
 from generation.workflow_binding import (
     IMAGE_PARAMETERS,
     TemplateError,
@@ -141,9 +143,17 @@ def _parse_json(text: str, *, what: str) -> Any:
         ) from None
 
 
+def _refuse_bad_config(*, kind: str, base_url: str, api_key_env: str = "") -> None:
+    """The rules the admin form applies (Backend's validation), for backends registered by code."""
+    problems = backend_config_problems(kind=kind, base_url=base_url, api_key_env=api_key_env)
+    if problems:
+        raise ValidationError(problems)
+
+
 @transaction.atomic
 def backend_register_preview(*, url: str, name: str = "Storyboard preview") -> Backend:
     """The storyboard preview server as a named backend, default when no other is."""
+    _refuse_bad_config(kind=BackendKind.COMFYUI, base_url=url)
     backend, _ = Backend.objects.update_or_create(
         name=name,
         defaults={
@@ -161,6 +171,8 @@ def backend_register_preview(*, url: str, name: str = "Storyboard preview") -> B
 
 # A backend answering slower than this is degraded: it works, but something is wrong.
 DEGRADED_LATENCY_S = 2.0
+# Health messages are a short reason ("ComfyUI answered 502 to GET /system_stats"), never an answer's body.
+HEALTH_MESSAGE_CHARS = 300
 
 
 def backend_record_health(
@@ -171,6 +183,7 @@ def backend_record_health(
     latency_s: float = 0.0,
     vram_total_mb: int | None = None,
 ) -> str:
+    message = plain(message, HEALTH_MESSAGE_CHARS)
     if not reachable:
         state = HealthState.DOWN
     elif latency_s > DEGRADED_LATENCY_S:
@@ -180,7 +193,7 @@ def backend_record_health(
         state = HealthState.HEALTHY
     fields: dict[str, Any] = {
         "health_state": state,
-        "health_message": message[:500],
+        "health_message": message[:HEALTH_MESSAGE_CHARS],
         "health_checked_at": timezone.now(),
     }
     if vram_total_mb is not None:
@@ -540,6 +553,7 @@ def backend_check_health(*, backend: Backend) -> BackendHealth:
             result = provider.health()
     except ProviderError as exc:
         result = BackendHealth(reachable=False, message=exc.message)
+    result.message = plain(result.message, HEALTH_MESSAGE_CHARS)
     vram: list[float] = [
         float(d["vram_total"]) for d in result.devices if isinstance(d.get("vram_total"), int | float)
     ]
@@ -579,6 +593,7 @@ def backend_register_local_runpod(
     *, url: str, endpoint_id: str, api_key_env: str, name: str = "Local RunPod endpoint"
 ) -> Backend:
     """The local RunPod-compatible endpoint as a backend; its key is read from `api_key_env`."""
+    _refuse_bad_config(kind=BackendKind.RUNPOD, base_url=url, api_key_env=api_key_env)
     backend, _ = Backend.objects.update_or_create(
         name=name,
         defaults={

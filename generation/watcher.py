@@ -37,6 +37,7 @@ from generation.models import Attempt, AttemptState, Backend, BackendKind
 from generation.nudge import DISPATCH_CHANNEL
 from generation.providers.base import EventKind
 from generation.providers.comfyui import SOCKET_UP_POLL_FACTOR, parse_message, ws_url
+from generation.providers.url_policy import COMFYUI, UrlRefused, check_url, connect_checked
 from generation.reconciler import reconcile
 from generation.services import backend_socket_changed, check_backends
 
@@ -213,21 +214,36 @@ class BackendWatch:
         delay = 0.5
         while True:
             try:
-                async with websockets.connect(
-                    ws_url(self.base_url, self.client_id),
-                    open_timeout=settings.RENDER_CONNECT_TIMEOUT,
-                    max_size=64 * 1024 * 1024,
-                    max_queue=None,
-                    close_timeout=1,
-                ) as socket:
-                    self.connected = True
-                    delay = 0.5
-                    await self._record_socket(True)
-                    self.check_now.set()  # ComfyUI replays nothing: resync from /history at once
-                    async for message in socket:
-                        await self._on_message(message)
+                # The address is resolved and checked before the socket opens (url_policy.COMFYUI).
+                target = check_url(self.base_url, COMFYUI)
+                sock = await asyncio.to_thread(
+                    connect_checked,
+                    target.host,
+                    target.port,
+                    COMFYUI,
+                    timeout=settings.RENDER_CONNECT_TIMEOUT,
+                )
+                try:
+                    async with websockets.connect(
+                        ws_url(self.base_url, self.client_id),
+                        sock=sock,
+                        open_timeout=settings.RENDER_CONNECT_TIMEOUT,
+                        max_size=64 * 1024 * 1024,
+                        max_queue=None,
+                        close_timeout=1,
+                    ) as socket:
+                        self.connected = True
+                        delay = 0.5
+                        await self._record_socket(True)
+                        self.check_now.set()  # ComfyUI replays nothing: resync from /history at once
+                        async for message in socket:
+                            await self._on_message(message)
+                finally:
+                    sock.close()
             except asyncio.CancelledError:
                 raise
+            except UrlRefused as refused:
+                log.warning("backend %s socket refused: %s", self.base_url, refused.message)
             except Exception as exc:
                 log.info("backend %s socket: %s; following /history", self.base_url, exc.__class__.__name__)
             if self.connected:

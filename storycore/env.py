@@ -5,6 +5,7 @@ message naming the variable, never fall back to a default without saying so.
 """
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -61,6 +62,18 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_name_patterns(name: str, default: list[str]) -> list[str]:
+    """Names of environment variables, each exact (RUNPOD_API_KEY) or a prefix ending in * (RUNPOD_*)."""
+    patterns = env_list(name, default)
+    for pattern in patterns:
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*\*?", pattern):
+            raise EnvError(
+                f"{name}: {pattern!r} is neither a variable name nor a prefix ending in *; "
+                "use capital letters, digits and _, e.g. RUNPOD_*"
+            )
+    return patterns
 
 
 def secret_key_from(name: str, keep_in: Path) -> str:

@@ -10,7 +10,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from storycore.env import env_bool, env_float, env_int, env_list, env_str, secret_key_from
+from storycore.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_name_patterns,
+    env_str,
+    secret_key_from,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("STORYCORE_VAR_DIR", str(BASE_DIR / "var")))
@@ -194,6 +202,10 @@ PREVIEW_RENDER_SECONDS = env_float("PREVIEW_RENDER_SECONDS", 1.0, minimum=0.0)
 LOCAL_RUNPOD = env_bool("LOCAL_RUNPOD", False)
 LOCAL_RUNPOD_PORT = env_int("LOCAL_RUNPOD_PORT", 8191, minimum=1)
 LOCAL_RUNPOD_ENDPOINT_ID = env_str("LOCAL_RUNPOD_ENDPOINT_ID", "local-comfyui")
+# Environment variables a backend's API key may be read from: names, or prefixes ending in *.
+# The key is sent to the backend's URL, so the studio's own secrets are refused whatever this
+# says (generation/backend_config.py).
+BACKEND_KEY_VARIABLES = env_name_patterns("BACKEND_KEY_VARIABLES", ["RUNPOD_*"])
 DEFAULT_TEMPLATE_SLUG = env_str("DEFAULT_TEMPLATE_SLUG", "storyboard-txt2img")
 WORKFLOWS_DIR = BASE_DIR / "workflows"
 RENDER_CONNECT_TIMEOUT = env_float("RENDER_CONNECT_TIMEOUT", 5.0, minimum=0.1)

@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.LOCAL_RUNPOD:
         ports["local RunPod endpoint"] = settings.LOCAL_RUNPOD_PORT
         # The endpoint checks it and the watcher and workers send it; it never goes on a command line.
-        env["LOCAL_RUNPOD_API_KEY"] = secret_key_from("LOCAL_RUNPOD_API_KEY", var_dir / "local-runpod-key")
+        env["RUNPOD_LOCAL_API_KEY"] = secret_key_from("RUNPOD_LOCAL_API_KEY", var_dir / "local-runpod-key")
     if embedded_valkey:
         ports["embedded Valkey"] = settings.EMBEDDED_VALKEY_PORT
     busy = [f"{name} port {port}" for name, port in ports.items() if not _port_free(port)]

@@ -32,6 +32,8 @@ from typing import Any
 
 import httpx
 
+from generation.providers.url_policy import COMFYUI, GuardedTransport, UrlRefused
+
 MIB = 1024 * 1024
 DEFAULT_ORDER = ("pynvml", "system_stats", "nvidia_smi")
 
@@ -147,7 +149,8 @@ def read_system_stats(
     """The first GPU device (or the one with ``index``) in a backend's /system_stats.
 
     Give either ``fetch`` (returns the parsed JSON body) or ``base_url`` (and
-    optionally an ``httpx.Client`` to send it with).
+    optionally an ``httpx.Client`` to send it with; give it a
+    ``url_policy.GuardedTransport``, as the one built here has).
     """
     body = fetch() if fetch is not None else _get_system_stats(base_url, client, timeout_s)
     return parse_system_stats(body, index=index)
@@ -161,10 +164,14 @@ def _get_system_stats(base_url: str | None, client: httpx.Client | None, timeout
         if client is not None:
             response = client.get(url, timeout=timeout_s)
         else:
-            with httpx.Client(timeout=timeout_s, follow_redirects=False) as own:
+            with httpx.Client(
+                timeout=timeout_s, follow_redirects=False, transport=GuardedTransport(COMFYUI)
+            ) as own:
                 response = own.get(url)
+    except UrlRefused as exc:
+        raise ProbeError(f"GET {url} refused: {exc.message}") from exc
     except httpx.HTTPError as exc:
-        raise ProbeError(f"GET {url} failed ({type(exc).__name__}: {exc})") from exc
+        raise ProbeError(f"GET {url} failed ({type(exc).__name__})") from exc
     if response.status_code != 200:
         raise ProbeError(f"GET {url} answered {response.status_code}")
     try:

@@ -21,6 +21,7 @@ import httpx
 from django.conf import settings
 
 from generation.models import Attempt, Backend, BackendKind
+from generation.providers.url_policy import COMFYUI, GuardedTransport
 from telemetry.collector import TelemetryInputError, build_attempt_record
 from telemetry.probes import GpuSnapshot, gpu_probe_chain, take_snapshot
 
@@ -66,7 +67,9 @@ def _http_client() -> httpx.Client:
     its parent's sockets."""
     client = _clients.get(os.getpid())
     if client is None:
-        client = _clients[os.getpid()] = httpx.Client(timeout=settings.TELEMETRY_PROBE_TIMEOUT)
+        client = _clients[os.getpid()] = httpx.Client(
+            timeout=settings.TELEMETRY_PROBE_TIMEOUT, transport=GuardedTransport(COMFYUI)
+        )
     return client
 
 

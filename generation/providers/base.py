@@ -76,6 +76,36 @@ class ProviderError(Exception):
         return f"{self.code}: {self.message}"
 
 
+# Longest string kept as is in a backend's answer recorded for staff (an attempt's detail).
+EXCERPT_CHARS = 200
+
+
+def plain(text: object, limit: int = 200) -> str:
+    """Text a backend sent, fit for a message: one line of printable characters, at most `limit`.
+
+    For the parsed fields a person needs (a node's error, a worker's error text);
+    a response body never goes into a message at all.
+    """
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def excerpt(value: Any, *, depth: int = 0) -> Any:
+    """A backend's answer bounded for an attempt's record: long strings (base64 images) cut,
+    at most 50 items per list or object, 8 levels deep."""
+    if isinstance(value, str):
+        if len(value) <= EXCERPT_CHARS:
+            return value
+        return f"{value[:EXCERPT_CHARS]}… ({len(value)} characters)"
+    if isinstance(value, dict | list) and depth >= 8:
+        return "…"
+    if isinstance(value, dict):
+        return {str(k)[:EXCERPT_CHARS]: excerpt(v, depth=depth + 1) for k, v in list(value.items())[:50]}
+    if isinstance(value, list):
+        return [excerpt(v, depth=depth + 1) for v in value[:50]]
+    return value
+
+
 @dataclass(frozen=True)
 class InputImage:
     """An image the workflow loads: uploaded first, then named in `node_id`'s `input_name`."""

@@ -12,6 +12,7 @@ import copy
 import functools
 import json
 import logging
+import re
 import ssl
 import struct
 import time
@@ -35,7 +36,10 @@ from generation.providers.base import (
     RemoteHandle,
     RemoteOutput,
     RenderRequest,
+    excerpt,
+    plain,
 )
+from generation.providers.url_policy import COMFYUI, GuardedTransport, Resolver, check_url, connect_checked
 from generation.workflow_validation import MODEL_INPUTS
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ PREVIEW_IMAGE_TYPES = {1: "image/jpeg", 2: "image/png"}
 # server forgot the render; and how many numbered files of each are looked for at most.
 RECOVERABLE_EXTENSIONS = (("png", "image"), ("webp", "video"), ("mp4", "video"), ("webm", "video"))
 MAX_RECOVERED_FILES = 64
+VERSION = re.compile(r"[0-9A-Za-z.+-]{1,40}")
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,8 @@ def check_output_name(filename: str, subfolder: str, folder_type: str) -> None:
     if unsafe:
         raise ProviderError(
             ErrorCode.OUTPUT_INVALID,
-            f"ComfyUI reported an output with an unsafe name ({folder_type}/{subfolder}/{filename!r}); it was refused",
+            "ComfyUI reported an output with an unsafe name "
+            f"({plain(folder_type, 40)}/{plain(subfolder, 80)}/{plain(filename, 80)!r}); it was refused",
         )
 
 
@@ -145,42 +151,59 @@ def parse_history_entry(raw: dict[str, Any]) -> HistoryEntry:
 
 
 def error_from_rejection(body: Any) -> ProviderError:
-    """Turn the body of a 400 from POST /prompt into one ProviderError naming the node and input."""
+    """Turn the body of a 400 from POST /prompt into one ProviderError naming the node and input.
+
+    Only the parsed fields a person needs go into the message, each cut short; the
+    body itself is kept, bounded, in the error's detail.
+    """
     if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
-        return ProviderError(ErrorCode.WORKFLOW_REJECTED, f"ComfyUI rejected the workflow: {str(body)[:300]}")
+        return ProviderError(
+            ErrorCode.WORKFLOW_REJECTED,
+            "ComfyUI rejected the workflow (HTTP 400) without saying which node",
+            detail={"response": excerpt(body)},
+        )
     error = body["error"]
     node_errors = body.get("node_errors") or {}
     if error.get("type") == "invalid_prompt" and "does not exist" in str(error.get("message", "")):
         return ProviderError(
             ErrorCode.MISSING_NODE,
-            f"{error.get('message')} ({error.get('details')}). Install the custom node on this server.",
-            detail={"error": error},
+            f"{plain(error.get('message'))} ({plain(error.get('details'))}). "
+            "Install the custom node on this server.",
+            detail={"error": excerpt(error)},
         )
     problems: list[str] = []
     model_misses = other_errors = 0
     for node_id, node in node_errors.items():
+        if not isinstance(node, dict):
+            continue
         for item in node.get("errors", []):
+            if not isinstance(item, dict):
+                continue
             input_name = (item.get("extra_info") or {}).get("input_name", "")
             if item.get("type") == "value_not_in_list" and input_name in MODEL_INPUTS:
                 model_misses += 1
             else:
                 other_errors += 1
-            where = f"node {node_id} ({node.get('class_type', '?')})"
+            where = f"node {plain(node_id, 40)} ({plain(node.get('class_type', '?'), 80)})"
             if input_name:
-                where += f" input {input_name}"
-            detail = f": {item['details']}" if item.get("details") else ""
-            problems.append(f"{where}: {item.get('message', 'invalid')}{detail}")
+                where += f" input {plain(input_name, 80)}"
+            detail = f": {plain(item['details'])}" if item.get("details") else ""
+            problems.append(f"{where}: {plain(item.get('message', 'invalid'))}{detail}")
     if not problems:
-        problems.append(f"{error.get('message', 'invalid prompt')} {error.get('details', '')}".strip())
+        problems.append(
+            f"{plain(error.get('message', 'invalid prompt'))} {plain(error.get('details', ''))}".strip()
+        )
     # Another backend may have the model, but only helps when nothing else is wrong.
     code = ErrorCode.MISSING_MODEL if model_misses and not other_errors else ErrorCode.WORKFLOW_REJECTED
-    return ProviderError(code, "; ".join(problems), detail={"error": error, "node_errors": node_errors})
+    return ProviderError(
+        code, plain("; ".join(problems), 2000), detail={"error": excerpt(error), "node_errors": node_errors}
+    )
 
 
 def error_from_execution(data: dict[str, Any]) -> ProviderError:
-    exception_type = str(data.get("exception_type", ""))
-    message = str(data.get("exception_message", "")).strip()
-    where = f"node {data.get('node_id')} ({data.get('node_type')})"
+    exception_type = plain(data.get("exception_type", ""), 100)
+    message = plain(data.get("exception_message", ""), 500)
+    where = f"node {plain(data.get('node_id'), 40)} ({plain(data.get('node_type'), 80)})"
     detail = {
         "node_id": data.get("node_id"),
         "node_type": data.get("node_type"),
@@ -264,7 +287,8 @@ def parse_message(message: str | bytes) -> tuple[str | None, ProgressEvent] | No
         event = ProgressEvent(
             EventKind.FAILED,
             error=ProviderError(
-                ErrorCode.CANCELLED, f"interrupted at node {data.get('node_id')} ({data.get('node_type')})"
+                ErrorCode.CANCELLED,
+                f"interrupted at node {plain(data.get('node_id'), 40)} ({plain(data.get('node_type'), 80)})",
             ),
         )
     return (prompt_id, event) if event is not None else None
@@ -286,10 +310,16 @@ class ComfyUIProvider:
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         listen: bool = True,
+        resolver: Resolver | None = None,
     ) -> None:
         """`listen=False` for a client that submits under a client id whose socket someone
-        else holds (the render watcher): connecting would take that socket's messages away."""
+        else holds (the render watcher): connecting would take that socket's messages away.
+
+        The URL is checked now and every connection's address when it is made
+        (url_policy.COMFYUI): no link-local or metadata address, however spelled or resolved."""
         self.base_url = base_url.rstrip("/")
+        self._target = check_url(self.base_url, COMFYUI)
+        self._resolver = resolver
         self.timeouts = timeouts or Timeouts()
         self.client_id = client_id or f"storycore-{uuid.uuid4().hex}"
         self._clock = clock
@@ -298,7 +328,7 @@ class ComfyUIProvider:
             base_url=self.base_url,
             verify=_tls_context(),
             timeout=httpx.Timeout(self.timeouts.read, connect=self.timeouts.connect),
-            transport=transport,
+            transport=transport or GuardedTransport(COMFYUI, verify=_tls_context(), resolver=resolver),
             follow_redirects=False,
         )
         self._socket: ClientConnection | None = None
@@ -327,7 +357,7 @@ class ComfyUIProvider:
             # The request never left: nothing can have been accepted, so a retry is safe.
             raise ProviderError(
                 ErrorCode.UNAVAILABLE,
-                f"ComfyUI at {self.base_url} cannot be reached: {exc.__class__.__name__}: {exc}",
+                f"ComfyUI at {self.base_url} cannot be reached: {exc.__class__.__name__}: {plain(exc)}",
                 detail={"sent": False},
             ) from exc
         except httpx.TimeoutException as exc:
@@ -335,9 +365,10 @@ class ComfyUIProvider:
                 ErrorCode.UNAVAILABLE, f"ComfyUI at {self.base_url} did not answer in time ({path})"
             ) from exc
         except httpx.TransportError as exc:
+            # Only the class: a protocol error's text can quote what the server sent.
             raise ProviderError(
                 ErrorCode.UNAVAILABLE,
-                f"ComfyUI at {self.base_url} cannot be reached: {exc.__class__.__name__}: {exc}",
+                f"ComfyUI at {self.base_url} cannot be reached: {exc.__class__.__name__}",
             ) from exc
 
     def _json(self, response: httpx.Response, what: str) -> Any:
@@ -361,8 +392,17 @@ class ComfyUIProvider:
         if self._clock() < self._reconnect_at:
             return None
         try:
+            # Connected here, to an address the policy allows; UrlRefused is not caught.
+            sock = connect_checked(
+                self._target.host,
+                self._target.port,
+                COMFYUI,
+                timeout=self.timeouts.connect,
+                resolver=self._resolver,
+            )
             self._socket = connect(
                 ws_url(self.base_url, self.client_id),
+                sock=sock,
                 open_timeout=self.timeouts.connect,
                 max_size=64 * 1024 * 1024,
                 # Unread frames must never stall the reader thread, or close() waits for a
@@ -433,7 +473,9 @@ class ComfyUIProvider:
                 rejection = response.json()
             except ValueError:
                 raise ProviderError(
-                    ErrorCode.WORKFLOW_REJECTED, f"ComfyUI rejected the workflow: {response.text[:300]}"
+                    ErrorCode.WORKFLOW_REJECTED,
+                    "ComfyUI rejected the workflow (HTTP 400, with a body that is not JSON)",
+                    detail={"response": excerpt(response.text)},
                 ) from None
             raise error_from_rejection(rejection)
         if response.status_code == 500 and response.headers.get("content-type", "").startswith("text/plain"):
@@ -652,11 +694,14 @@ class ComfyUIProvider:
                 if response.status_code != 200:
                     raise ProviderError(
                         ErrorCode.OUTPUT_INVALID,
-                        f"ComfyUI answered {response.status_code} for output {output.filename!r}",
+                        f"ComfyUI answered {response.status_code} for output {plain(output.filename, 80)!r}",
                     )
                 yield response.iter_bytes(chunk_size=64 * 1024)
         except httpx.TransportError as exc:
-            raise ProviderError(ErrorCode.UNAVAILABLE, f"fetching {output.filename!r} failed: {exc}") from exc
+            raise ProviderError(
+                ErrorCode.UNAVAILABLE,
+                f"fetching {plain(output.filename, 80)!r} failed: {exc.__class__.__name__}",
+            ) from exc
 
     def cancel(self, handle: RemoteHandle) -> None:
         where = self.locate(handle)
@@ -672,10 +717,12 @@ class ComfyUIProvider:
             queue = self._json(self._request("GET", "/queue"), "GET /queue")
         except ProviderError as exc:
             return BackendHealth(reachable=False, message=exc.message)
-        version = (stats.get("system") or {}).get("comfyui_version", "?")
+        system = stats.get("system") if isinstance(stats, dict) else None
+        version = system.get("comfyui_version") if isinstance(system, dict) else None
         return BackendHealth(
             reachable=True,
-            message=f"ComfyUI {version}",
+            # Only a version number of the answer reaches the health message.
+            message=f"ComfyUI {version if isinstance(version, str) and VERSION.fullmatch(version) else '?'}",
             queue_running=len(queue.get("queue_running", [])),
             queue_pending=len(queue.get("queue_pending", [])),
             devices=list(stats.get("devices") or []),

@@ -37,7 +37,10 @@ from generation.providers.base import (
     RemoteHandle,
     RemoteOutput,
     RenderRequest,
+    excerpt,
+    plain,
 )
+from generation.providers.url_policy import DOWNLOAD, RUNPOD, GuardedTransport, check_url
 from generation.workflow_validation import MODEL_INPUTS
 
 log = logging.getLogger(__name__)
@@ -48,11 +51,11 @@ RUN_PAYLOAD_LIMIT = 10 * 1024 * 1024
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 PLACES = {"IN_QUEUE": "pending", "IN_PROGRESS": "running", "RUNNING": "running"}
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".webp", ".gif", ".mov", ".mkv")
-# Longest string kept as is in an answer recorded on a failed attempt; base64 images are cut.
-EXCERPT_CHARS = 200
 # base64 characters per decoded chunk: a multiple of 4, about 64 KiB decoded.
 B64_CHUNK = 4 * 16 * 1024
 MAX_BACKOFF = 30.0
+# Worker counts /health reports.
+WORKER_STATES = ("idle", "initializing", "ready", "running", "throttled", "unhealthy")
 
 
 @dataclass(frozen=True)
@@ -90,19 +93,6 @@ class OutputImage:
     filename: str
     kind: str  # base64 | s3_url
     data: str
-
-
-def excerpt(value: Any) -> Any:
-    """The answer with long strings (base64 images) cut, for an attempt's record."""
-    if isinstance(value, str):
-        if len(value) <= EXCERPT_CHARS:
-            return value
-        return f"{value[:EXCERPT_CHARS]}… ({len(value)} characters)"
-    if isinstance(value, dict):
-        return {str(k): excerpt(v) for k, v in list(value.items())[:50]}
-    if isinstance(value, list):
-        return [excerpt(v) for v in value[:50]]
-    return value
 
 
 def _ms(value: Any) -> int | None:
@@ -154,7 +144,7 @@ def error_from_worker(error: str, output: Any = None) -> ProviderError:
             details.append(str(info.get("error_traceback", ""))[-2000:])
     everything = " ".join([text, *details])
     lowered = everything.lower()
-    shown = "; ".join([text, *[d for d in details if not d.startswith("Traceback")]])[:1500]
+    shown = plain("; ".join([text, *[d for d in details if not d.startswith("Traceback")]]), 500)
     detail = {"error": excerpt(error), "details": excerpt(details)}
     message = f"the RunPod worker failed: {shown}"
     if "the custom node may not be installed" in lowered or (
@@ -234,7 +224,7 @@ def parse_images(output: Any) -> list[OutputImage]:
         raise invalid("has no output object" if output is None else "has an output that is not an object")
     if "images" not in output and isinstance(output.get("message"), str):
         if output.get("status") != "success":
-            raise invalid(f"reports {output.get('status')!r}: {output['message'][:300]}")
+            raise invalid("reports a failure instead of an image (the answer is kept with the attempt)")
         message = output["message"]
         kind = "s3_url" if message.startswith(("http://", "https://")) else "base64"
         return [_checked(OutputImage("output.png", kind, message), invalid)]
@@ -242,7 +232,7 @@ def parse_images(output: Any) -> list[OutputImage]:
     if not isinstance(images, list):
         raise invalid("has no list of images")
     if not images:
-        raise invalid(f"lists no image (status {output.get('status', 'not given')!r})")
+        raise invalid("lists no image")
     found = []
     for item in images:
         if not isinstance(item, dict) or not all(
@@ -254,16 +244,15 @@ def parse_images(output: Any) -> list[OutputImage]:
 
 
 def _checked(image: OutputImage, invalid: Callable[[str], ProviderError]) -> OutputImage:
+    name = plain(image.filename, 80)
     if not image.data:
-        raise invalid(f"has an empty image {image.filename!r}")
+        raise invalid(f"has an empty image {name!r}")
     if image.kind == "s3_url":
         if urlsplit(image.data).scheme not in ("http", "https"):
             # With BUCKET_ENDPOINT_URL but no keys the worker saves locally and sends its own path.
-            raise invalid(
-                f"gives {image.filename!r} as s3_url but not as an http(s) URL: {image.data[:200]!r}"
-            )
+            raise invalid(f"gives {name!r} as an s3_url that is not an http(s) URL")
     elif image.kind != "base64":
-        raise invalid(f"has an image of unknown type {image.kind!r}")
+        raise invalid(f"has an image {name!r} of unknown type {plain(image.kind, 40)!r}")
     return image
 
 
@@ -285,8 +274,10 @@ class RunPodProvider:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """`base_url` is the API base, https://api.runpod.ai/v2 for the cloud."""
+        """`base_url` is the API base, https://api.runpod.ai/v2 for the cloud. The key is sent only
+        there, and only over https unless the endpoint is on loopback (url_policy.RUNPOD)."""
         self.base_url = base_url.rstrip("/")
+        check_url(self.base_url, RUNPOD)
         self.endpoint_id = endpoint_id
         self.timeouts = timeouts or Timeouts()
         self.max_output_bytes = max_output_bytes
@@ -297,11 +288,14 @@ class RunPodProvider:
             base_url=f"{self.base_url}/{endpoint_id}",
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=timeout,
-            transport=transport,
+            transport=transport or GuardedTransport(RUNPOD),
             follow_redirects=False,
         )
         # S3 URLs are presigned: they get no Authorization header, so the key never leaves for them.
-        self._downloads = httpx.Client(timeout=timeout, transport=transport, follow_redirects=True)
+        # They come from RunPod's answer, so each one (and each redirect) is checked at connect too.
+        self._downloads = httpx.Client(
+            timeout=timeout, transport=transport or GuardedTransport(DOWNLOAD), follow_redirects=True
+        )
         self._images: dict[str, OutputImage] = {}
         self._statuses: dict[str, JobStatus] = {}
         self.fallback_notes: list[str] = []
@@ -384,9 +378,11 @@ class RunPodProvider:
                 ErrorCode.WORKFLOW_REJECTED, f"{self.where} refused the request as too large (HTTP 413)"
             )
         if 400 <= code < 500:
+            # RunPod's answer stays out of the message (it reaches pages); staff find it in the detail.
             raise ProviderError(
                 ErrorCode.WORKFLOW_REJECTED,
-                f"{self.where} refused {what} (HTTP {code}): {_error_text(response)}",
+                f"{self.where} refused {what} (HTTP {code})",
+                detail={"response": _answer_of(response)},
             )
         raise ProviderError(ErrorCode.UNAVAILABLE, f"{self.where} answered HTTP {code} to {what}")
 
@@ -526,13 +522,13 @@ class RunPodProvider:
             exc.detail["response"] = self.last_answer
             raise
         if isinstance(status.output, dict) and status.output.get("errors"):
-            self._note(f"the worker reported: {'; '.join(map(str, status.output['errors']))[:500]}")
+            self._note(f"the worker reported: {plain('; '.join(map(str, status.output['errors'])), 300)}")
         found = []
         for index, image in enumerate(images):
             if image.kind == "base64" and decoded_size(image.data) > self.max_output_bytes:
                 raise ProviderError(
                     ErrorCode.OUTPUT_INVALID,
-                    f"output {image.filename!r} is larger than {self.max_output_bytes} bytes",
+                    f"output {plain(image.filename, 80)!r} is larger than {self.max_output_bytes} bytes",
                     detail={"response": self.last_answer},
                 )
             key = f"{image.kind}:{index}"
@@ -554,7 +550,9 @@ class RunPodProvider:
     def fetch(self, output: RemoteOutput) -> Iterator[Iterator[bytes]]:
         image = self._images.get(output.source)
         if image is None:
-            raise ProviderError(ErrorCode.INTERNAL, f"output {output.filename!r} was not listed by outputs()")
+            raise ProviderError(
+                ErrorCode.INTERNAL, f"output {plain(output.filename, 80)!r} was not listed by outputs()"
+            )
         if image.kind == "base64":
             yield _decode_chunks(image)
             return
@@ -563,13 +561,13 @@ class RunPodProvider:
                 if response.status_code != 200:
                     raise ProviderError(
                         ErrorCode.OUTPUT_INVALID,
-                        f"the S3 URL of output {output.filename!r} answered HTTP {response.status_code}",
+                        f"the S3 URL of output {plain(output.filename, 80)!r} answered HTTP {response.status_code}",
                     )
                 yield response.iter_bytes(chunk_size=64 * 1024)
         except httpx.TransportError as exc:
             raise ProviderError(
                 ErrorCode.UNAVAILABLE,
-                f"fetching {output.filename!r} from S3 failed: {exc.__class__.__name__}",
+                f"fetching {plain(output.filename, 80)!r} from S3 failed: {exc.__class__.__name__}",
             ) from None
 
     def cancel(self, handle: RemoteHandle) -> None:
@@ -587,12 +585,13 @@ class RunPodProvider:
         workers = body.get("workers") if isinstance(body, dict) else None
         jobs = jobs if isinstance(jobs, dict) else {}
         workers = workers if isinstance(workers, dict) else {}
-        counts = ", ".join(f"{k} {v}" for k, v in workers.items() if isinstance(v, int))
+        # Only the counts RunPod documents: nothing else of the answer reaches the health message.
+        counts = ", ".join(f"{k} {v}" for k in WORKER_STATES if isinstance(v := workers.get(k), int))
         return BackendHealth(
             reachable=True,
             message=f"{self.where}: workers {counts or 'none reported'}",
-            queue_running=int(jobs.get("inProgress") or 0),
-            queue_pending=int(jobs.get("inQueue") or 0),
+            queue_running=_count(jobs.get("inProgress")),
+            queue_pending=_count(jobs.get("inQueue")),
         )
 
     def object_info(self) -> dict[str, Any]:
@@ -609,7 +608,7 @@ def _decode_chunks(image: OutputImage) -> Iterator[bytes]:
             yield base64.b64decode(data[start : start + B64_CHUNK], validate=True)
         except (binascii.Error, ValueError):
             raise ProviderError(
-                ErrorCode.OUTPUT_INVALID, f"output {image.filename!r} is not valid base64"
+                ErrorCode.OUTPUT_INVALID, f"output {plain(image.filename, 80)!r} is not valid base64"
             ) from None
 
 
@@ -620,11 +619,13 @@ def _retry_after(response: httpx.Response) -> float:
         return 1.0
 
 
-def _error_text(response: httpx.Response) -> str:
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _answer_of(response: httpx.Response) -> Any:
+    """An answer kept for staff in an error's detail, bounded."""
     try:
-        body = response.json()
+        return excerpt(response.json())
     except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"][:300]
-    return str(body)[:200]
+        return excerpt(response.text)

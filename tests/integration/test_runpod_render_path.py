@@ -28,7 +28,7 @@ from tests.stack import free_port, running
 
 pytestmark = pytest.mark.integration
 
-KEY_ENV = "STORYCORE_TEST_RUNPOD_KEY"
+KEY_ENV = "RUNPOD_TEST_INTEGRATION_KEY"
 API_KEY = "rp-integration-key-5b2e91c4d7a8"
 ENDPOINT_ID = "local-it"
 RUNPOD = "Local RunPod endpoint"

@@ -1,6 +1,6 @@
 import pytest
 
-from storycore.env import EnvError, env_bool, env_int, env_list, secret_key_from
+from storycore.env import EnvError, env_bool, env_int, env_list, env_name_patterns, secret_key_from
 
 
 def test_env_bool_reads_common_spellings(monkeypatch):
@@ -28,6 +28,16 @@ def test_env_int_enforces_its_minimum(monkeypatch):
 def test_env_list_splits_and_trims(monkeypatch):
     monkeypatch.setenv("HOSTS", " a.example , b.example,")
     assert env_list("HOSTS", []) == ["a.example", "b.example"]
+
+
+def test_env_name_patterns_take_names_and_prefixes_only(monkeypatch):
+    assert env_name_patterns("KEY_VARS", ["RUNPOD_*"]) == ["RUNPOD_*"]
+    monkeypatch.setenv("KEY_VARS", "RUNPOD_*, MY_GPU_KEY")
+    assert env_name_patterns("KEY_VARS", []) == ["RUNPOD_*", "MY_GPU_KEY"]
+    for bad in ("*", "runpod_*", "RUN*POD", "RUNPOD-KEY"):
+        monkeypatch.setenv("KEY_VARS", bad)
+        with pytest.raises(EnvError, match=r"KEY_VARS: .* is neither a variable name nor a prefix"):
+            env_name_patterns("KEY_VARS", [])
 
 
 def test_a_generated_secret_key_is_kept_private_and_reused(tmp_path, monkeypatch):

@@ -110,15 +110,15 @@ def test_the_key_may_be_cleared_or_read_from_a_named_variable(ops, monkeypatch):
     with pytest.raises(ProviderError) as missing:
         api_key_of(backend)
     assert missing.value.code == ErrorCode.AUTH_FAILED
-    Backend.objects.filter(pk=backend.pk).update(api_key_env="STORYCORE_TEST_RP_KEY")
+    Backend.objects.filter(pk=backend.pk).update(api_key_env="RUNPOD_TEST_RP_KEY")
     backend.refresh_from_db()
     with pytest.raises(ProviderError) as unset:
         api_key_of(backend)
-    assert "STORYCORE_TEST_RP_KEY" in unset.value.message
-    monkeypatch.setenv("STORYCORE_TEST_RP_KEY", KEY)
+    assert "RUNPOD_TEST_RP_KEY" in unset.value.message
+    monkeypatch.setenv("RUNPOD_TEST_RP_KEY", KEY)
     assert api_key_of(backend) == KEY
     page = ops.get(f"/admin/generation/backend/{backend.pk}/change/").content.decode()
-    assert "environment variable STORYCORE_TEST_RP_KEY (set)" in page and KEY not in page
+    assert "environment variable RUNPOD_TEST_RP_KEY (set)" in page and KEY not in page
 
 
 @pytest.mark.django_db

@@ -1,7 +1,8 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from generation.services import backend_register_preview
 
@@ -13,6 +14,9 @@ class Command(BaseCommand):
         parser.add_argument("--url", default=settings.PREVIEW_SERVER_URL)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        backend = backend_register_preview(url=options["url"])
+        try:
+            backend = backend_register_preview(url=options["url"])
+        except ValidationError as refused:
+            raise CommandError(" ".join(refused.messages)) from None
         default = " (default)" if backend.is_default else ""
         self.stdout.write(f"backend {backend.name!r} at {backend.base_url}{default}")

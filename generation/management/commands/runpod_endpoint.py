@@ -25,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--endpoint-id", default=settings.LOCAL_RUNPOD_ENDPOINT_ID)
         parser.add_argument(
             "--api-key-env",
-            default="LOCAL_RUNPOD_API_KEY",
+            default="RUNPOD_LOCAL_API_KEY",
             help="name of the environment variable holding the API key requests must carry",
         )
         parser.add_argument("--workers", type=int, default=1, help="jobs run at once")

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generation', '0006_attempt_telemetry_times'),
+        ('generation', '0007_backend_outbound_rules'),
     ]
 
     operations = [
