@@ -1,19 +1,30 @@
-from typing import Any
+from typing import Any, cast
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from briefs import services
+from briefs.forms import SceneAdminForm, SceneAdminFormSet, version_note
 from briefs.models import Brief, Scene, Team
 from briefs.selectors import team_preferred_for
 
 
 class SceneInline(admin.TabularInline):
     model = Scene
+    form = SceneAdminForm
+    formset = SceneAdminFormSet
     fields = ["position", "title", "prompt", "seed", "input_image", "version"]
     readonly_fields = ["version"]
     extra = 0
+
+    def get_formset(
+        self, request: HttpRequest, obj: Brief | None = None, **kwargs: Any
+    ) -> type[SceneAdminFormSet]:
+        formset = cast(type[SceneAdminFormSet], super().get_formset(request, obj, **kwargs))
+        formset.request = request  # a class made for this request by inlineformset_factory
+        return formset
 
 
 @admin.register(Brief)
@@ -70,6 +81,23 @@ class SceneAdmin(admin.ModelAdmin):
     list_filter = ["brief"]
     search_fields = ["title", "prompt", "uuid", "brief__title"]
     readonly_fields = ["uuid", "version", "created_at", "updated_at"]
+    form = SceneAdminForm
+
+    def save_model(self, request: HttpRequest, obj: Scene, form: SceneAdminForm, change: bool) -> None:
+        if change:
+            scene, before = form.update_scene()
+            note = version_note(scene, before)
+        else:
+            scene = form.create_scene(brief=form.cleaned_data["brief"])
+            note = f"scene {scene.position} added"
+        self.message_user(request, f"{scene.brief}: {note}.", messages.INFO)
+
+    def delete_model(self, request: HttpRequest, obj: Scene) -> None:
+        services.scene_delete(scene=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Scene]) -> None:
+        for scene in queryset:
+            services.scene_delete(scene=scene)
 
 
 @admin.register(Team)

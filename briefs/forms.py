@@ -2,8 +2,12 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.core.files.uploadedfile import UploadedFile
+from django.forms import BaseInlineFormSet
+from django.http import HttpRequest
 
+from briefs import services
 from briefs.models import Brief, Scene
 from generation.artifact_check import inspect_image
 from generation.models import WorkflowTemplate
@@ -76,3 +80,97 @@ class SceneForm(forms.ModelForm):
 
     def clean_input_image(self) -> Any:
         return checked_image(self.cleaned_data.get("input_image"), label="the input image")
+
+
+class SceneAdminForm(SceneForm):
+    """A scene in the admin: the editor's rules, and saved through the same services.
+
+    A new scene may ask for a position (empty: after the last one); an existing one keeps its
+    brief and position, which only the services renumber.
+    """
+
+    class Meta(SceneForm.Meta):
+        fields = ["brief", "position", *SceneForm.Meta.fields]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "position" in self.fields:
+            self.fields["position"].required = False
+            self.fields["position"].help_text = "Order within the brief; empty: after the last scene."
+        if self.instance.pk is not None:
+            for name in ("brief", "position"):
+                if name in self.fields:
+                    self.fields[name].disabled = True
+
+    def clean_position(self) -> int | None:
+        position = self.cleaned_data.get("position")
+        if position is not None and position < 1:
+            raise forms.ValidationError("Positions start at 1.")
+        return position
+
+    def create_scene(self, *, brief: Brief) -> Scene:
+        values = {
+            name: self.cleaned_data[name] for name in services.SCENE_FIELDS if name in self.cleaned_data
+        }
+        scene = services.scene_create(brief=brief, position=self.cleaned_data.get("position"), **values)
+        self._become(scene)
+        return scene
+
+    def update_scene(self) -> tuple[Scene, int]:
+        """Save what changed; returns the scene as stored and the version it had before.
+        The version goes up when anything a render uses changed."""
+        # The form has written its values onto its instance already: the service compares
+        # them with the row as stored.
+        stored = Scene.objects.get(pk=self.instance.pk)
+        changed = {
+            name: self.cleaned_data[name] for name in self.changed_data if name in services.SCENE_FIELDS
+        }
+        before = stored.version
+        scene = services.scene_update(scene=stored, **changed)
+        self._become(scene)
+        return scene, before
+
+    def _become(self, scene: Scene) -> None:
+        """Make the admin's object the row the service wrote, so that the admin logs and shows it."""
+        for field in Scene._meta.concrete_fields:
+            setattr(self.instance, field.attname, getattr(scene, field.attname))
+        self.instance._state.adding = False
+        self.instance._state.db = scene._state.db
+
+
+class SceneAdminFormSet(BaseInlineFormSet):
+    """A brief's scenes in the admin, added, changed and deleted through `briefs.services`."""
+
+    request: HttpRequest | None = None  # set per request by the inline, to tell staff the new versions
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.notes: list[str] = []
+
+    def save(self, commit: bool = True) -> list[Any]:
+        if not commit:
+            raise ValueError("scenes are saved through briefs.services; commit=False cannot be honoured")
+        saved = super().save(commit=True)
+        if self.notes and self.request is not None:
+            messages.info(self.request, f"Scenes saved: {'; '.join(self.notes)}.")
+        return saved
+
+    def save_new(self, form: Any, commit: bool = True) -> Scene:
+        scene = form.create_scene(brief=self.instance)
+        self.notes.append(f"scene {scene.position} added")
+        return scene
+
+    def save_existing(self, form: Any, obj: Any, commit: bool = True) -> Scene:
+        scene, before = form.update_scene()
+        self.notes.append(version_note(scene, before))
+        return scene
+
+    def delete_existing(self, obj: Any, commit: bool = True) -> None:
+        services.scene_delete(scene=obj)
+        self.notes.append(f"“{obj.title}” deleted")
+
+
+def version_note(scene: Scene, before: int) -> str:
+    if scene.version == before:
+        return f"scene {scene.position} unchanged, still version {before}"
+    return f"scene {scene.position} is now version {scene.version}"

@@ -180,6 +180,12 @@ def scene_update(*, scene: Scene, **values: Any) -> Scene:
 
 @transaction.atomic
 def scene_delete(*, scene: Scene) -> None:
-    brief_id, position = scene.brief_id, scene.position
+    brief_id = scene.brief_id
+    # Lock the brief and read the position as stored: the caller's copy may predate
+    # another delete in the same brief (the admin deletes several scenes in one save).
+    Brief.objects.select_for_update().filter(pk=brief_id).first()
+    position = Scene.objects.filter(pk=scene.pk).values_list("position", flat=True).first()
+    if position is None:
+        return
     scene.delete()
     Scene.objects.filter(brief_id=brief_id, position__gt=position).update(position=F("position") - 1)

@@ -1,7 +1,8 @@
+import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -131,7 +132,56 @@ class WorkflowTemplateAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "version", "enabled", "source_file", "updated_at"]
     list_filter = ["enabled"]
     search_fields = ["name", "slug"]
-    readonly_fields = ["uuid", "content_sha256", "source_file", "updated_at"]
+    # A render records the template's version and hash; the graph and bindings change only by
+    # importing a new version (services.workflow_template_import), never in place.
+    fieldsets = [
+        (None, {"fields": ["name", "description", "enabled"]}),
+        (
+            "Workflow",
+            {
+                "description": "What renders record. To change the graph or its bindings, "
+                "use “Import a new version”: it is checked and gets a new version and hash.",
+                "fields": [
+                    "slug",
+                    "version",
+                    "content_sha256",
+                    "source_file",
+                    "bindings_shown",
+                    "graph_shown",
+                ],
+            },
+        ),
+        (None, {"fields": ["uuid", "updated_at"]}),
+    ]
+    readonly_fields = [
+        "uuid",
+        "slug",
+        "version",
+        "content_sha256",
+        "source_file",
+        "bindings_shown",
+        "graph_shown",
+        "updated_at",
+    ]
+
+    @admin.display(description="Bindings")
+    def bindings_shown(self, template: WorkflowTemplate) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(template.bindings, indent=2))
+
+    @admin.display(description="Graph")
+    def graph_shown(self, template: WorkflowTemplate) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(template.graph, indent=2))
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        return redirect("admin:generation_workflowtemplate_import")  # a template starts as an import
+
+    def save_model(self, request: HttpRequest, obj: WorkflowTemplate, form: Any, change: bool) -> None:
+        labels = {
+            name: form.cleaned_data[name]
+            for name in form.changed_data
+            if name in services.TEMPLATE_LABEL_FIELDS
+        }
+        services.workflow_template_update(template=obj, **labels)
 
     def get_urls(self) -> list[URLPattern]:
         extra = [
@@ -146,7 +196,17 @@ class WorkflowTemplateAdmin(admin.ModelAdmin):
     def import_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = WorkflowImportForm(request.POST or None, request.FILES or None)
+        source = self._import_source(request)
+        initial: dict[str, str] = {}
+        if source is not None:
+            initial = {
+                "name": source.name,
+                "slug": source.slug,
+                "description": source.description,
+                "workflow_json": json.dumps(source.graph, indent=2),
+                "bindings_json": json.dumps(source.bindings, indent=2),
+            }
+        form = WorkflowImportForm(request.POST or None, request.FILES or None, initial=initial)
         error = ""
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -168,11 +228,19 @@ class WorkflowTemplateAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "form": form,
             "error": error,
-            "title": "Import a workflow",
+            "source": source,
+            "title": f"Import a new version of {source}" if source is not None else "Import a workflow",
         }
         return TemplateResponse(
             request, "admin/generation/workflowtemplate/import.html", context, status=400 if error else 200
         )
+
+    def _import_source(self, request: HttpRequest) -> WorkflowTemplate | None:
+        """The template whose graph and bindings the import page starts from (?template=<uuid>)."""
+        try:
+            return WorkflowTemplate.objects.filter(uuid=request.GET.get("template", "")).first()
+        except ValidationError:
+            return None
 
 
 class AttemptInline(admin.TabularInline):

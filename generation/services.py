@@ -134,6 +134,25 @@ def workflow_template_import(
     return template
 
 
+TEMPLATE_LABEL_FIELDS = ("name", "description", "enabled")
+
+
+def workflow_template_update(*, template: WorkflowTemplate, **values: Any) -> WorkflowTemplate:
+    """Rename or describe a template, or take it out of use for new renders.
+
+    Its graph and bindings change only through `workflow_template_import`, as a new version with
+    its own hash: a render records the version and hash it used, and an edit in place would make
+    that record name a workflow other than the one rendered.
+    """
+    unknown = set(values) - set(TEMPLATE_LABEL_FIELDS)
+    if unknown:
+        raise TypeError(f"workflow_template_update() got unknown fields: {', '.join(sorted(unknown))}")
+    if values:
+        WorkflowTemplate.objects.filter(pk=template.pk).update(**values, updated_at=timezone.now())
+        template.refresh_from_db()
+    return template
+
+
 def _parse_json(text: str, *, what: str) -> Any:
     try:
         return json.loads(text)
