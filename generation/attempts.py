@@ -193,12 +193,13 @@ def _prefix(attempt: Attempt) -> str:
 def _bound_workflow(job: RenderJob, attempt: Attempt) -> dict[str, Any]:
     values = dict(job.params)
     values["filename_prefix"] = _prefix(attempt)
-    return bind_workflow(job.template.graph, targets_from_json(job.template.bindings), values)
+    kept = services.workflow_template_version_of(job)
+    return bind_workflow(kept.graph, targets_from_json(kept.bindings), values)
 
 
 def _input_images(job: RenderJob) -> list[InputImage]:
     """The job's input images, read from storage and aimed at the template's LoadImage inputs."""
-    bindings = targets_from_json(job.template.bindings)
+    bindings = targets_from_json(services.workflow_template_version_of(job).bindings)
     images = []
     for parameter, recorded in (job.params.get("images") or {}).items():
         with storages["inputs"].open(recorded["name"], "rb") as handle:

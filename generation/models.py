@@ -171,6 +171,29 @@ class WorkflowTemplate(models.Model):
         return f"{self.name} v{self.version}"
 
 
+class WorkflowTemplateVersion(models.Model):
+    """Every graph a template has had, kept so that a job renders the version it recorded even
+    when a newer one is imported while it waits."""
+
+    template = models.ForeignKey(WorkflowTemplate, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    graph = models.JSONField()
+    bindings = models.JSONField()
+    content_sha256 = models.CharField(max_length=64)
+    # Where it came from: a file under workflows/ (its name), or "" for an import.
+    source_file = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "version"], name="one_row_per_template_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.slug} v{self.version}"
+
+
 class JobState(models.TextChoices):
     DRAFT = "draft", "Draft"
     QUEUED = "queued", "Queued"

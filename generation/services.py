@@ -21,6 +21,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -40,6 +41,7 @@ from generation.models import (
     RenderBatch,
     RenderJob,
     WorkflowTemplate,
+    WorkflowTemplateVersion,
 )
 from generation.nudge import FINISH_RUNS, nudge
 from generation.policies import policy_in_force
@@ -47,6 +49,7 @@ from generation.providers.base import BackendHealth, ErrorCode, ProviderError, p
 from generation.workflow_binding import (
     IMAGE_PARAMETERS,
     TemplateError,
+    TemplateSpec,
     load_template_file,
     spec_from_document,
 )
@@ -83,20 +86,52 @@ def workflow_templates_sync(*, directory: Path | None = None) -> tuple[list[Work
         except TemplateError as exc:
             errors.append(str(exc))
             continue
-        template, _ = WorkflowTemplate.objects.update_or_create(
-            slug=spec.slug,
-            defaults={
-                "name": spec.name,
-                "description": spec.description,
-                "version": spec.version,
-                "graph": spec.graph,
-                "bindings": spec.bindings_as_json(),
-                "source_file": f"workflows/{path.name}",
-                "content_sha256": spec.sha256,
-            },
-        )
-        loaded.append(template)
+        loaded.append(_template_sync_file(spec, source_file=f"workflows/{path.name}"))
     return loaded, errors
+
+
+def _template_sync_file(spec: TemplateSpec, *, source_file: str) -> WorkflowTemplate:
+    """A file's template becomes a new version only when the file changed since it was last
+    loaded: a version imported in the admin since then stays current across restarts."""
+    with transaction.atomic():
+        template = WorkflowTemplate.objects.select_for_update().filter(slug=spec.slug).first()
+        if template is not None:
+            last_from_file = template.versions.filter(source_file=source_file).order_by("-version").first()
+            if last_from_file is not None and last_from_file.content_sha256 == spec.sha256:
+                return template
+        return _template_new_version(template, spec, source_file=source_file, version=spec.version)
+
+
+def _template_new_version(
+    template: WorkflowTemplate | None, spec: TemplateSpec, *, source_file: str, version: int = 1
+) -> WorkflowTemplate:
+    """Make `spec` the template's current version, keeping every earlier one; numbers never repeat."""
+    if template is not None:
+        latest = template.versions.aggregate(n=Max("version"))["n"] or template.version
+        version = max(version, latest + 1)
+    fields = {
+        "name": spec.name,
+        "description": spec.description,
+        "version": version,
+        "graph": spec.graph,
+        "bindings": spec.bindings_as_json(),
+        "source_file": source_file,
+        "content_sha256": spec.sha256,
+    }
+    if template is None:
+        template = WorkflowTemplate.objects.create(slug=spec.slug, **fields)
+    else:
+        WorkflowTemplate.objects.filter(pk=template.pk).update(updated_at=timezone.now(), **fields)
+        template.refresh_from_db()
+    WorkflowTemplateVersion.objects.create(
+        template=template,
+        version=version,
+        graph=spec.graph,
+        bindings=spec.bindings_as_json(),
+        content_sha256=spec.sha256,
+        source_file=source_file,
+    )
+    return template
 
 
 def workflow_template_import(
@@ -117,21 +152,34 @@ def workflow_template_import(
     spec = spec_from_document(document, slug=slug, where=where)
     with transaction.atomic():
         existing = WorkflowTemplate.objects.select_for_update().filter(slug=slug).first()
-        version = existing.version + 1 if existing is not None else 1
-        template, _ = WorkflowTemplate.objects.update_or_create(
-            slug=slug,
-            defaults={
-                "name": spec.name,
-                "description": spec.description,
-                "version": version,
-                "graph": spec.graph,
-                "bindings": spec.bindings_as_json(),
-                "source_file": "",
-                "content_sha256": spec.sha256,
-                "enabled": True,
-            },
-        )
+        template = _template_new_version(existing, spec, source_file="")
+        if not template.enabled:
+            WorkflowTemplate.objects.filter(pk=template.pk).update(enabled=True)
+            template.enabled = True
     return template
+
+
+def workflow_template_version_of(job: RenderJob) -> WorkflowTemplateVersion:
+    """The exact graph and bindings a job recorded, even if its template moved on since."""
+    kept = WorkflowTemplateVersion.objects.filter(
+        template_id=job.template_id, version=job.template_version
+    ).first()
+    if kept is not None:
+        return kept
+    template = job.template
+    if template.version == job.template_version:
+        # Rows older than kept versions: the template's own graph is the one recorded.
+        return WorkflowTemplateVersion(
+            template=template,
+            version=template.version,
+            graph=template.graph,
+            bindings=template.bindings,
+            content_sha256=template.content_sha256,
+        )
+    raise ProviderError(
+        ErrorCode.CONFIG_INVALID,
+        f"version {job.template_version} of the workflow {template.name} is no longer kept; render again",
+    )
 
 
 TEMPLATE_LABEL_FIELDS = ("name", "description", "enabled")
