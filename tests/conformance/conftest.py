@@ -15,7 +15,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from generation.preview_server import PreviewSettings, create_app
+from generation.bundled_backends.preview_server import PreviewSettings, create_app
 from tests.app_thread import AppThread
 
 DATA_DIR = pathlib.Path(__file__).resolve().parents[1] / "data" / "comfyui"

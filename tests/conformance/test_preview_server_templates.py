@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from generation.preview_server.settings import template_catalogue
+from generation.bundled_backends.preview_server.settings import template_catalogue
 from generation.workflow_binding import IMAGE_PARAMETERS, bind_workflow, load_template_file
 
 from .conftest import DATA_DIR, RunningServer, receive_until_done

@@ -9,9 +9,9 @@ import pytest
 
 from generation import services
 from generation.api_keys import api_key_of, decrypt_api_key
+from generation.bundled_backends.runpod_endpoint import EndpointSettings, create_app
 from generation.models import Backend, BackendKind
 from generation.providers.base import ErrorCode, ProviderError
-from generation.runpod_endpoint import EndpointSettings, create_app
 from tests.app_thread import AppThread
 
 KEY = "rp-secret-9d8c7b6a5f4e3d2c1b0a"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from generation.preview_server.nodebase import recorded_object_info
+from generation.bundled_backends.preview_server.nodebase import recorded_object_info
 from generation.workflow_binding import IMAGE_PARAMETERS, load_template_file
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from generation.preview_server import PreviewSettings, run_server
-from generation.preview_server.settings import PREVIEW_METHODS, template_catalogue
+from generation.bundled_backends.preview_server import PreviewSettings, run_server
+from generation.bundled_backends.preview_server.settings import PREVIEW_METHODS, template_catalogue
 
 
 class Command(BaseCommand):

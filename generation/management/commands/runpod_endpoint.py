@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from generation.runpod_endpoint import EndpointSettings, S3Target, run_endpoint
+from generation.bundled_backends.runpod_endpoint import EndpointSettings, S3Target, run_endpoint
 
 
 class Command(BaseCommand):

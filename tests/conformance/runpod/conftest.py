@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from generation.preview_server import PreviewSettings
-from generation.preview_server import create_app as create_preview_app
-from generation.preview_server.settings import template_catalogue
-from generation.runpod_endpoint import EndpointSettings, S3Target
-from generation.runpod_endpoint import create_app as create_endpoint_app
+from generation.bundled_backends.preview_server import PreviewSettings
+from generation.bundled_backends.preview_server import create_app as create_preview_app
+from generation.bundled_backends.preview_server.settings import template_catalogue
+from generation.bundled_backends.runpod_endpoint import EndpointSettings, S3Target
+from generation.bundled_backends.runpod_endpoint import create_app as create_endpoint_app
 from tests.app_thread import AppThread
 from tests.stack import free_port
 
