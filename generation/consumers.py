@@ -35,6 +35,9 @@ class BriefConsumer(AsyncJsonWebsocketConsumer):
             snapshot = await self._snapshot(user, brief_uuid)
         if snapshot is None:
             # Unknown brief and forbidden brief look the same: nothing leaks.
+            if self.group is not None:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+                self.group = None
             await self.close(code=4403)
             return
         self.order = ReorderBuffer(delivered=snapshot["seq"], window=settings.LIVE_EVENTS_REORDER_WINDOW)

@@ -164,3 +164,16 @@ async def test_a_resync_for_someone_who_lost_access_closes_the_socket(brief, wri
     last = await database_sync_to_async(move_brief_to_another_team)()
     await _publish(brief, _update(brief, last, {}))
     assert await communicator.receive_output(timeout=2) == {"type": "websocket.close", "code": 4403}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_socket_for_a_brief_the_user_may_not_see_is_closed(brief, writer):
+    await database_sync_to_async(
+        lambda: Brief.objects.filter(pk=brief.pk).update(team=Team.objects.create(name="Other"))
+    )()
+    communicator = _communicator(brief, writer)
+    connected, code = await communicator.connect()
+    assert not connected
+    assert code == 4403
+    assert not get_channel_layer().groups.get(events.brief_group(brief.uuid))
