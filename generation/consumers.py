@@ -10,6 +10,7 @@ from django.conf import settings
 from briefs.models import Brief
 from briefs.selectors import brief_watchable_by, briefs_visible_to
 from generation.events import brief_group, job_payload
+from generation.live_order import ReorderBuffer
 from generation.selectors import latest_job_per_scene
 
 log = logging.getLogger(__name__)
@@ -19,52 +20,99 @@ FORBIDDEN = 4403
 
 
 class BriefConsumer(AsyncJsonWebsocketConsumer):
-    """Live events of one brief. Read-only: the socket carries no commands.
+    """Live events of one brief, strictly in `seq` order. Read-only: the socket carries no commands.
 
-    Access is asked again every LIVE_ACCESS_RECHECK_INTERVAL, and before relaying an
-    event when the last answer is older than that: a user deactivated or removed from
-    the brief's team is closed out with 4403.
+    Access is asked again every LIVE_ACCESS_RECHECK_INTERVAL, and before relaying an event
+    when the last answer is older than that: a user deactivated or removed from the brief's
+    team is closed out with 4403.
     """
 
     group: str | None = None
     user_pk: int | None = None
     brief_uuid: str = ""
     access_checked_at: float = 0.0
-    recheck: "asyncio.Task[None] | None" = None
+    recheck: asyncio.Task[None] | None = None
+    order: ReorderBuffer[dict[str, Any]] | None = None
+    order_lock: asyncio.Lock | None = None
+    order_timer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         brief_uuid = str(self.scope["url_route"]["kwargs"]["brief_uuid"])
-        snapshot = await self._snapshot(user, brief_uuid) if user is not None else None
+        snapshot = None
+        if user is not None and user.is_authenticated:
+            # Join before the snapshot is read: an event committed meanwhile then arrives after it.
+            self.group = brief_group(brief_uuid)
+            await self.channel_layer.group_add(self.group, self.channel_name)
+            snapshot = await self._snapshot(user, brief_uuid)
         if snapshot is None:
             # Unknown brief and forbidden brief look the same: nothing leaks.
+            await self._leave()
             await self.close(code=FORBIDDEN)
             return
         self.user_pk, self.brief_uuid = user.pk, brief_uuid
         self.access_checked_at = time.monotonic()
-        self.group = brief_group(brief_uuid)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.order = ReorderBuffer(delivered=snapshot["seq"], window=settings.LIVE_EVENTS_REORDER_WINDOW)
+        self.order_lock = asyncio.Lock()
         await self.accept()
         await self.send_json(snapshot)
         self.recheck = asyncio.create_task(self._recheck_access())
 
     async def disconnect(self, code: int) -> None:
-        if self.recheck is not None:
-            self.recheck.cancel()
+        for task in (self.recheck, self.order_timer):
+            if task is not None:
+                task.cancel()
         await self._leave()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        # Clients only listen; a resync is a reconnect.
+        # Clients only listen.
         return
 
     async def brief_event(self, event: dict[str, Any]) -> None:
-        if self.group is None:
-            return  # access was revoked; the close is on its way
+        if self.group is None or self.order is None or self.order_lock is None:
+            return  # not accepted, or access was revoked and the close is on its way
         stale = time.monotonic() - self.access_checked_at >= settings.LIVE_ACCESS_RECHECK_INTERVAL
         if stale and not await self._still_allowed():
             await self._revoke()
             return
-        await self.send_json(event["message"])
+        message = event["message"]
+        async with self.order_lock:
+            for due in self.order.offer(message["seq"], message, now=time.monotonic()):
+                await self.send_json(due)
+        if self.order.held and (self.order_timer is None or self.order_timer.done()):
+            self.order_timer = asyncio.create_task(self._fill_holes())
+
+    async def _fill_holes(self) -> None:
+        """While events are held, wait out their window; a hole still open then gets a snapshot."""
+        assert self.order is not None and self.order_lock is not None
+        try:
+            while (deadline := self.order.deadline()) is not None:
+                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+                async with self.order_lock:
+                    if self.order.needs_resync(now=time.monotonic()):
+                        await self._resync()
+        except Exception:
+            # The client's last resort: it reconnects and gets a snapshot that way.
+            log.warning("live events resync failed; closing the socket", exc_info=True)
+            await self.close()
+
+    async def _resync(self) -> None:
+        assert self.order is not None
+        log.info(
+            "live events of brief %s: seq %d never came; sending a snapshot",
+            self.brief_uuid,
+            self.order.delivered + 1,
+        )
+        if not await self._still_allowed():
+            await self._revoke()
+            return
+        snapshot = await self._snapshot(self.scope.get("user"), self.brief_uuid)
+        if snapshot is None:
+            await self._revoke()
+            return
+        await self.send_json(snapshot)
+        for due in self.order.restart(snapshot["seq"], now=time.monotonic()):
+            await self.send_json(due)
 
     async def _recheck_access(self) -> None:
         while self.group is not None:
@@ -103,10 +151,13 @@ class BriefConsumer(AsyncJsonWebsocketConsumer):
         brief = briefs_visible_to(user).filter(uuid=brief_uuid).first()
         if brief is None:
             return None
+        # The seq first: every event up to it has committed, so the jobs read next are at
+        # least that new, and any later change comes after it as an event.
+        seq = Brief.objects.filter(pk=brief.pk).values_list("event_seq", flat=True).get()
         jobs = latest_job_per_scene(brief)
         return {
             "type": "snapshot",
-            "seq": Brief.objects.filter(pk=brief.pk).values_list("event_seq", flat=True).get(),
+            "seq": seq,
             "brief": str(brief.uuid),
             "jobs": [job_payload(job) for job in jobs.values()],
         }

@@ -1,8 +1,10 @@
 """Live events: the one place that tells browsers what changed.
 
-Each event carries a per-brief sequence number so that a client can notice a
-gap and resync from the API; the socket is only a hint, and a job's life never
-depends on it. Events are sent after the surrounding transaction commits.
+Each event carries a per-brief sequence number: each socket releases a brief's
+events in that order and fills a hole that stays open with a fresh snapshot
+(generation/live_order.py, generation/consumers.py). The socket is only a hint,
+and a job's life never depends on it. Events are sent after the surrounding
+transaction commits.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ class _Sender:
     The thread that changed a job never waits on Redis: a send costs a round trip
     and a frozen broker up to the layer's socket timeout, and the render watcher's
     threads have renders to follow. When the broker is away for long, the oldest
-    events are dropped; browsers notice the gap in `seq` and resync.
+    events are dropped; sockets notice the hole in `seq` and resync.
     """
 
     def __init__(self) -> None:

@@ -129,6 +129,10 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2, "socket_timeout": 2}]},
     }
 }
+# A brief's events leave from several processes and may reach a socket out of order; each
+# socket holds an early one this long (seconds) for the ones before it, then resyncs with a
+# fresh snapshot (generation/live_order.py).
+LIVE_EVENTS_REORDER_WINDOW = env_float("LIVE_EVENTS_REORDER_WINDOW", 2.0, minimum=0.05)
 
 # --- Storage --------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))

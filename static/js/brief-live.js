@@ -1,5 +1,6 @@
-// Live progress for the brief editor. The socket is a hint: every message carries
-// the brief's sequence number, and a gap or a reconnect brings a fresh snapshot.
+// Live progress for the brief editor. The server sends a snapshot, then the brief's
+// events strictly in sequence; where it cannot fill a hole it sends a fresh snapshot,
+// which may come at any time. A gap seen here anyway, or a drop, means reconnecting.
 (function () {
   "use strict";
   const root = document.getElementById("scenes");
@@ -44,12 +45,13 @@
     socket.onmessage = (event) => {
       const message = JSON.parse(event.data);
       if (message.type === "snapshot") {
+        // The first message, and again whenever the server resyncs: it replaces what we hold.
         lastSeq = message.seq;
         message.jobs.forEach(show);
         return;
       }
       if (message.seq <= lastSeq) return;
-      if (message.seq > lastSeq + 1) { socket.close(); return; }  // a gap: reconnect for a snapshot
+      if (message.seq > lastSeq + 1) { socket.close(); return; }  // last resort: reconnect for a snapshot
       lastSeq = message.seq;
       if (message.type === "job.updated") show(message.data);
     };

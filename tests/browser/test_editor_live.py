@@ -1,9 +1,17 @@
 """The editor in a real browser: render a scene and watch the image arrive without a reload."""
 
+import asyncio
+import json
+import threading
+import time
+
 import pytest
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.db import transaction
 from playwright.sync_api import expect
 
 from briefs.services import brief_create
+from generation import events
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -62,3 +70,56 @@ def test_render_all_fills_every_scene(studio, page):
         scene = page.get_by_test_id("scene").nth(index)
         expect(scene.locator('[data-role="state"]')).to_have_text("Succeeded", timeout=60_000)
         expect(scene.locator('img[data-role="image"]')).to_be_visible()
+
+
+def _publish_through_the_stack(redis_url: str, group: str, message: dict) -> None:
+    """One live event through the stack's Valkey, as a sender in another process would send it."""
+
+    async def publish() -> None:
+        layer = RedisPubSubChannelLayer(hosts=[{"address": redis_url}])
+        await layer.group_send(group, {"type": "brief.event", "message": message})
+        await layer.flush()
+
+    # Playwright's sync API holds this thread's event loop.
+    thread = threading.Thread(target=asyncio.run, args=(publish(),))
+    thread.start()
+    thread.join(10)
+
+
+def test_a_lost_event_is_mended_by_a_snapshot_on_the_same_socket(studio, page):
+    stack = studio["stack"]
+    brief = brief_create(
+        user=studio["user"],
+        title="Lost and found",
+        scenes=[{"title": "Only", "prompt": "a lighthouse in the rain"}],
+    )
+    sockets, frames = [], []
+
+    def follow(socket) -> None:
+        sockets.append(socket)
+        socket.on("framereceived", lambda payload: frames.append(json.loads(payload)))
+
+    page.on("websocket", follow)
+    _sign_in(page, stack.web_url)
+    page.goto(f"{stack.web_url}/briefs/{brief.uuid}/")
+    expect(page.get_by_test_id("live-status")).to_have_text("Live updates: on")
+    # Two events commit; only the second is ever sent.
+    with transaction.atomic():
+        last = events._next_seq(brief.id, 2)
+    lost_at = time.monotonic()
+    _publish_through_the_stack(
+        stack.redis_url,
+        events.brief_group(brief.uuid),
+        {"type": "job.updated", "seq": last, "brief": str(brief.uuid), "data": {}},
+    )
+    while len([f for f in frames if f["type"] == "snapshot"]) < 2:
+        assert time.monotonic() - lost_at < 10, "no fresh snapshot after a lost event"
+        page.wait_for_timeout(100)
+    assert [f["seq"] for f in frames if f["type"] == "snapshot"][1] == last
+    # The page took the snapshot's seq: the next events apply, with no reconnect.
+    scene = page.get_by_test_id("scene").nth(0)
+    scene.get_by_test_id("render-scene").click()
+    expect(scene.locator('[data-role="state"]')).to_have_text("Succeeded", timeout=30_000)
+    expect(page.get_by_test_id("live-status")).to_have_text("Live updates: on")
+    assert len(sockets) == 1
+    assert not any(f.get("seq") == last for f in frames if f["type"] == "job.updated")
