@@ -1,0 +1,295 @@
+"""Renders: submit a scene or a brief, move a job between states, cancel.
+
+A job's state moves only through `job_transition`, a conditional UPDATE that
+acts when exactly one row changed, so two workers can never both move one job.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import random
+from collections.abc import Collection
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.files.storage import storages
+from django.db import transaction
+from django.utils import timezone
+
+from briefs.models import Brief, Scene
+from generation import events
+from generation.models import (
+    TERMINAL_STATES,
+    AttemptState,
+    Backend,
+    JobEvent,
+    JobState,
+    Priority,
+    QueuePolicy,
+    RenderBatch,
+    RenderJob,
+    WorkflowTemplate,
+)
+from generation.nudge import FINISH_RUNS, nudge
+from generation.policies import policy_in_force
+from generation.workflow_binding import (
+    IMAGE_PARAMETERS,
+)
+
+log = logging.getLogger(__name__)
+
+
+MAX_SEED = 2**48
+
+
+class RenderRefused(Exception):
+    """A render that cannot be asked for as things stand; the message says why."""
+
+
+def _user_or_none(user: User | AnonymousUser | None) -> User | None:
+    return user if isinstance(user, User) else None
+
+
+def _policy_bounded_for(user: User | AnonymousUser | None) -> bool:
+    """Whether the user may only tighten a queue policy: everyone but staff and the studio's own code."""
+    return user is not None and not (user.is_active and user.is_staff)
+
+
+def default_template() -> WorkflowTemplate:
+    template = WorkflowTemplate.objects.filter(slug=settings.DEFAULT_TEMPLATE_SLUG, enabled=True).first()
+    if template is None:
+        template = WorkflowTemplate.objects.filter(enabled=True).first()
+    if template is None:
+        raise RenderRefused("No workflow template is loaded; run `manage.py load_workflows`.")
+    return template
+
+
+def _require_a_backend(requested: Backend | None) -> None:
+    """Refuse at once what could only wait for ever: no backend at all, or a disabled one asked for."""
+    if requested is not None and not requested.enabled:
+        raise RenderRefused(f"The backend {requested.name} is disabled; render without naming it.")
+    if not Backend.objects.filter(enabled=True).exists():
+        raise RenderRefused("No render backend is enabled; add one in the admin.")
+
+
+def scene_render_params(scene: Scene, template: WorkflowTemplate) -> dict[str, Any]:
+    """The scene's values as they go into the workflow, snapshotted on the job.
+
+    Input images are recorded by stored name and sha256, so a take can say
+    exactly what it started from; the template decides which it needs.
+    """
+    style = scene.brief.style.strip()
+    prompt = scene.prompt.strip()
+    if style:
+        prompt = f"{prompt}, {style}"
+    images: dict[str, dict[str, str]] = {}
+    for parameter in IMAGE_PARAMETERS:
+        if parameter not in template.bindings:
+            continue
+        field = scene.brief.reference_image if parameter == "reference_image" else scene.input_image
+        if not field:
+            where = (
+                "the brief's character reference"
+                if parameter == "reference_image"
+                else f"an input image on scene {scene.position} ({scene.title})"
+            )
+            raise RenderRefused(f"The “{template.name}” workflow starts from an image: add {where}.")
+        images[parameter] = {"name": field.name, "sha256": _sha256_of(field.name)}
+    return {
+        "prompt": prompt,
+        "negative_prompt": scene.negative_prompt.strip() or None,
+        "seed": scene.seed if scene.seed is not None else random.randrange(MAX_SEED),
+        "label": f"{scene.position}. {scene.title}",
+        "images": images,
+    }
+
+
+def _sha256_of(name: str) -> str:
+    digest = hashlib.sha256()
+    with storages["inputs"].open(name, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _new_job(
+    *,
+    scene: Scene,
+    template: WorkflowTemplate,
+    backend: Backend | None,
+    batch: RenderBatch | None,
+    priority: int,
+    policy: dict[str, Any],
+    user: User | None,
+) -> RenderJob:
+    """A checked, unsaved job for one scene."""
+    if not scene.prompt.strip():
+        raise RenderRefused(f"Scene {scene.position} ({scene.title}) has no prompt to render.")
+    return RenderJob(
+        brief=scene.brief,
+        scene=scene,
+        batch=batch,
+        template=template,
+        template_version=template.version,
+        template_sha256=template.content_sha256,
+        scene_version=scene.version,
+        params=scene_render_params(scene, template),
+        requested_backend=backend,
+        priority=priority,
+        policy=policy,
+        state=JobState.QUEUED,
+        created_by=user,
+    )
+
+
+def _save_new_jobs(jobs: list[RenderJob]) -> list[RenderJob]:
+    """Insert the jobs and their first events at once; a batch of hundreds must not
+    keep the backends waiting while it is written one row at a time."""
+    if len(jobs) == 1:
+        jobs[0].save()
+    else:
+        jobs = RenderJob.objects.bulk_create(jobs)
+    JobEvent.objects.bulk_create(
+        JobEvent(job=job, from_state="", to_state=JobState.QUEUED, message="render requested") for job in jobs
+    )
+    events.publish_job_updates(jobs)
+    dispatch_soon()
+    return jobs
+
+
+def dispatch_soon() -> None:
+    """Ask a worker to run a dispatch round once the current transaction commits.
+
+    Only a nudge: the job is already in the database, and the render watcher runs
+    a round every few seconds, so a broker that is away delays nothing for long.
+    """
+
+    transaction.on_commit(nudge)
+
+
+@transaction.atomic
+def render_job_submit(
+    *,
+    scene: Scene,
+    user: User | AnonymousUser | None,
+    template: WorkflowTemplate | None = None,
+    backend: Backend | None = None,
+    preset: QueuePolicy | None = None,
+    policy_overrides: dict[str, Any] | None = None,
+) -> RenderJob:
+    _require_a_backend(backend)
+    job = _new_job(
+        scene=scene,
+        template=template or scene.brief.template or default_template(),
+        backend=backend,
+        batch=None,
+        priority=Priority.INTERACTIVE,
+        policy=policy_in_force(preset=preset, overrides=policy_overrides, bounded=_policy_bounded_for(user)),
+        user=_user_or_none(user),
+    )
+    return _save_new_jobs([job])[0]
+
+
+@transaction.atomic
+def render_brief_submit(
+    *,
+    brief: Brief,
+    user: User | AnonymousUser | None,
+    template: WorkflowTemplate | None = None,
+    backend: Backend | None = None,
+    preset: QueuePolicy | None = None,
+    policy_overrides: dict[str, Any] | None = None,
+) -> tuple[RenderBatch, list[RenderJob]]:
+    scenes = list(brief.scenes.order_by("position"))
+    if not scenes:
+        raise RenderRefused("This brief has no scenes to render yet.")
+    _require_a_backend(backend)
+    template = template or brief.template or default_template()
+    owner = _user_or_none(user)
+    policy = policy_in_force(preset=preset, overrides=policy_overrides, bounded=_policy_bounded_for(user))
+    batch = RenderBatch.objects.create(brief=brief, created_by=owner, policy=policy)
+    jobs = [
+        _new_job(
+            scene=scene,
+            template=template,
+            backend=backend,
+            batch=batch,
+            priority=Priority.BATCH,
+            policy=policy,
+            user=owner,
+        )
+        for scene in scenes
+    ]
+    return batch, _save_new_jobs(jobs)
+
+
+def job_transition(
+    job_id: int, *, from_states: Collection[str], to_state: str, message: str = "", **fields: Any
+) -> bool:
+    """Move a job if, and only if, it is in one of `from_states`. Returns whether it moved."""
+    now = timezone.now()
+    if to_state in TERMINAL_STATES:
+        fields.setdefault("finished_at", now)
+    with transaction.atomic():
+        current = RenderJob.objects.filter(pk=job_id).values_list("state", flat=True).first()
+        changed = RenderJob.objects.filter(pk=job_id, state__in=from_states).update(
+            state=to_state, updated_at=now, **fields
+        )
+        if changed != 1:
+            return False
+        JobEvent.objects.create(
+            job_id=job_id, from_state=current or "", to_state=to_state, message=message[:2000]
+        )
+        job = RenderJob.objects.select_related("brief", "scene").get(pk=job_id)
+        events.publish_job_update(job)
+        if to_state in TERMINAL_STATES and job.batch_id is not None:
+            # Perhaps the batch's last job: its run report is written and validated soon.
+            transaction.on_commit(functools.partial(nudge, FINISH_RUNS))
+    return True
+
+
+def job_progress(job_id: int, *, value: int, maximum: int) -> bool:
+    """Record progress of a running job; False when the job is not running."""
+    with transaction.atomic():
+        changed = RenderJob.objects.filter(pk=job_id, state=JobState.RUNNING).update(
+            progress_value=value, progress_max=maximum, updated_at=timezone.now()
+        )
+        if changed:
+            events.publish_job_update(RenderJob.objects.select_related("brief", "scene").get(pk=job_id))
+    return bool(changed)
+
+
+def render_job_cancel(*, job: RenderJob) -> bool:
+    """Cancel a job in any unfinished state; a render out on a backend is stopped there too."""
+    with transaction.atomic():
+        cancelled = job_transition(
+            job.pk,
+            from_states=set(JobState) - TERMINAL_STATES,
+            to_state=JobState.CANCELLED,
+            error_code="cancelled",
+            error_message="Cancelled by a user.",
+            lease_expires_at=None,
+            message="cancelled by a user",
+        )
+        if cancelled:
+            out = list(
+                job.attempts.filter(state__in=[AttemptState.SUBMITTING, AttemptState.RUNNING]).values_list(
+                    "pk", flat=True
+                )
+            )
+            transaction.on_commit(lambda: _cancel_remote_soon(out))
+    return cancelled
+
+
+def _cancel_remote_soon(attempt_ids: list[int]) -> None:
+    from generation.tasks import cancel_attempt
+
+    for attempt_id in attempt_ids:
+        try:
+            cancel_attempt.apply_async((attempt_id,), retry=False)
+        except Exception:
+            # The reconciler stops renders of cancelled jobs it finds still out.
+            log.warning("cancel of attempt %s not sent; the broker is unavailable", attempt_id, exc_info=True)
