@@ -1,6 +1,8 @@
 """State changes of briefs and scenes. Every door (editor, API, commands) goes through here."""
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
@@ -9,7 +11,10 @@ from django.utils import timezone
 
 from briefs.models import Brief, Scene, Team, UserPreference
 from briefs.selectors import team_preferred_for, teams_of
-from generation.models import WorkflowTemplate
+
+if TYPE_CHECKING:
+    # A brief names the template it renders with; the type alone, so briefs imports no generation.
+    from generation.models import WorkflowTemplate
 
 BRIEF_FIELDS = ("title", "idea", "style", "characters", "reference_image", "template")
 SCENE_FIELDS = ("title", "prompt", "negative_prompt", "seed", "input_image")

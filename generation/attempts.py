@@ -24,7 +24,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from generation import services
+from generation import attempt_telemetry, services
 from generation.api_keys import api_key_of
 from generation.artifact_check import expected_frames, inspect_image
 from generation.attempt_state import (
@@ -61,7 +61,6 @@ from generation.providers.runpod import RunPodProvider
 from generation.providers.runpod import Timeouts as RunPodTimeouts
 from generation.workflow_binding import bind_workflow, targets_from_json
 from generation.workflow_validation import has_model, models_used
-from telemetry import recording
 
 log = logging.getLogger(__name__)
 
@@ -598,7 +597,7 @@ def attempt_cancel_remote(attempt: Attempt) -> None:
 # -- telemetry -------------------------------------------------------------------
 def _snapshot_before(attempt: Attempt) -> None:
     try:
-        recording.snapshot_before(attempt)
+        attempt_telemetry.snapshot_before(attempt)
     except Exception:
         # Telemetry never stops a render; the record will say no snapshot was taken.
         log.exception("attempt %s: GPU snapshot before the render failed", attempt.uuid)
@@ -606,7 +605,7 @@ def _snapshot_before(attempt: Attempt) -> None:
 
 def _record(attempt: Attempt, **figures: Any) -> dict[str, Any]:
     try:
-        return recording.attempt_record(attempt, **figures)
+        return attempt_telemetry.attempt_record(attempt, **figures)
     except Exception as exc:
         log.exception("attempt %s: telemetry record not built", attempt.uuid)
         return dict(attempt.telemetry, warnings=[f"telemetry record not built: {exc}"])
