@@ -3,12 +3,43 @@ from typing import Any, cast
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 
 from briefs import services
 from briefs.forms import SceneAdminForm, SceneAdminFormSet, version_note
-from briefs.models import Brief, Scene, Team
+from briefs.models import Brief, Character, Scene, Team
 from briefs.selectors import team_preferred_for
+
+
+class CharacterAdminFormSet(BaseInlineFormSet):
+    """The story bible's cast in the admin, changed through `briefs.services` (a new bible version)."""
+
+    def save(self, commit: bool = True) -> list[Any]:
+        if not commit:
+            raise ValueError("characters are saved through briefs.services; commit=False cannot be honoured")
+        return super().save(commit=True)
+
+    def save_new(self, form: Any, commit: bool = True) -> Character:
+        values = {name: form.cleaned_data.get(name) for name in services.CHARACTER_FIELDS}
+        return services.character_create(brief=self.instance, **values)
+
+    def save_existing(self, form: Any, obj: Any, commit: bool = True) -> Character:
+        stored = Character.objects.get(pk=obj.pk)
+        changed = {
+            name: form.cleaned_data[name] for name in form.changed_data if name in services.CHARACTER_FIELDS
+        }
+        return services.character_update(character=stored, **changed)
+
+    def delete_existing(self, obj: Any, commit: bool = True) -> None:
+        services.character_delete(character=obj)
+
+
+class CharacterInline(admin.StackedInline):
+    model = Character
+    formset = CharacterAdminFormSet
+    fields = ["name", "description", "look", "prompt_words", "reference_image"]
+    extra = 0
 
 
 class SceneInline(admin.TabularInline):
@@ -33,8 +64,8 @@ class BriefAdmin(admin.ModelAdmin):
     list_filter = ["team", "created_at"]
     list_select_related = ["team", "template", "created_by"]
     search_fields = ["title", "idea", "uuid"]
-    readonly_fields = ["uuid", "created_by", "event_seq", "created_at", "updated_at"]
-    inlines = [SceneInline]
+    readonly_fields = ["uuid", "created_by", "event_seq", "bible_version", "created_at", "updated_at"]
+    inlines = [CharacterInline, SceneInline]
 
     @admin.display(description="Scenes")
     def scene_count(self, brief: Brief) -> int:
@@ -58,10 +89,16 @@ class BriefAdmin(admin.ModelAdmin):
         return initial
 
     def save_model(self, request: HttpRequest, obj: Brief, form: forms.ModelForm, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
         data = form.cleaned_data
+        if change:
+            stored = Brief.objects.get(pk=obj.pk)
+            if "team" in form.changed_data:
+                services.brief_move(brief=stored, team=data["team"])
+            changed = {name: data[name] for name in form.changed_data if name in services.BRIEF_FIELDS}
+            brief = services.brief_update(brief=stored, **changed) if changed else stored
+            for field in Brief._meta.concrete_fields:
+                setattr(obj, field.attname, getattr(brief, field.attname))
+            return
         brief = services.brief_create(
             user=request.user,
             team=data.get("team"),

@@ -1,21 +1,46 @@
 """REST API for briefs and scenes: input serializer -> service -> output serializer."""
 
+from decimal import Decimal
+
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from briefs import services
-from briefs.models import Brief, Scene, Team
-from briefs.selectors import briefs_visible_to, teams_of
+from briefs.models import AspectRatio, Brief, CameraMove, Character, Scene, ShotType, Team, Transition
+from briefs.selectors import briefs_visible_to, composed_for, teams_of
+
+
+class CharacterSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Character
+        fields = ["uuid", "name", "description", "look", "prompt_words"]
+        read_only_fields = ["uuid"]
 
 
 class SceneInputSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200)
+    action = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
     prompt = serializers.CharField()
     negative_prompt = serializers.CharField(required=False, allow_blank=True, default="")
+    characters = serializers.ListField(
+        child=serializers.CharField(max_length=120),
+        required=False,
+        default=list,
+        help_text="Names of the story bible's characters in the shot.",
+    )
+    shot_type = serializers.ChoiceField(choices=ShotType.choices, required=False, default="")
+    camera_move = serializers.ChoiceField(choices=CameraMove.choices, required=False, default="")
+    lens = serializers.CharField(required=False, allow_blank=True, default="", max_length=60)
+    lighting = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    mood = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    duration_s = serializers.DecimalField(
+        max_digits=6, decimal_places=2, min_value=Decimal("0.1"), max_value=Decimal("600"), required=False
+    )
+    transition = serializers.ChoiceField(choices=Transition.choices, required=False, default=Transition.CUT)
     seed = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=2**53 - 1, default=None
     )
@@ -42,20 +67,80 @@ class BriefInputSerializer(serializers.Serializer):
     )
     title = serializers.CharField(max_length=200)
     idea = serializers.CharField(required=False, allow_blank=True, default="")
+    logline = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
     # DRF fields have a `style` attribute; a serializer field of that name is still fine at run time.
-    style = serializers.CharField(required=False, allow_blank=True, default="")  # type: ignore[assignment]
-    characters = serializers.CharField(required=False, allow_blank=True, default="")
+    style = serializers.CharField(  # type: ignore[assignment]
+        required=False, allow_blank=True, default="", max_length=2000
+    )
+    palette = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
+    negative_style = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    setting = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    aspect_ratio = serializers.ChoiceField(
+        choices=AspectRatio.choices, required=False, default=AspectRatio.WIDE
+    )
+    target_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=36000)
+    characters = CharacterSerializer(many=True, required=False, default=list)
     scenes = SceneInputSerializer(many=True, required=False, default=list)
+
+    def validate(self, data: dict) -> dict:
+        names = [c["name"].strip().lower() for c in data.get("characters", [])]
+        doubles = sorted({n for n in names if names.count(n) > 1})
+        if doubles:
+            raise serializers.ValidationError({"characters": [f"Each character once: {', '.join(doubles)}."]})
+        for index, scene in enumerate(data.get("scenes", [])):
+            unknown = [n for n in scene.get("characters", []) if n.strip().lower() not in names]
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        "scenes": {
+                            str(index): {"characters": [f"Not in the story bible: {', '.join(unknown)}."]}
+                        }
+                    }
+                )
+        return data
+
+
+class ComposedPromptSerializer(serializers.Serializer):
+    prompt = serializers.CharField(help_text="What a render of the scene sends now.")
+    negative_prompt = serializers.CharField()
 
 
 class SceneOutputSerializer(serializers.ModelSerializer):
+    characters = serializers.SlugRelatedField[Character](slug_field="name", many=True, read_only=True)
+    composed = serializers.SerializerMethodField()
+
     class Meta:
         model = Scene
-        fields = ["uuid", "position", "title", "prompt", "negative_prompt", "seed", "version", "updated_at"]
+        fields = [
+            "uuid",
+            "position",
+            "title",
+            "action",
+            "prompt",
+            "negative_prompt",
+            "characters",
+            "shot_type",
+            "camera_move",
+            "lens",
+            "lighting",
+            "mood",
+            "duration_s",
+            "transition",
+            "seed",
+            "version",
+            "composed",
+            "updated_at",
+        ]
+
+    @extend_schema_field(ComposedPromptSerializer)
+    def get_composed(self, scene: Scene) -> dict[str, str]:
+        composed = composed_for(scene)
+        return {"prompt": composed.prompt, "negative_prompt": composed.negative_prompt}
 
 
 class BriefOutputSerializer(serializers.ModelSerializer):
     team = serializers.UUIDField(source="team.uuid", read_only=True)
+    characters = CharacterSerializer(many=True, read_only=True)
     scenes = SceneOutputSerializer(many=True, read_only=True)
 
     class Meta:
@@ -65,7 +150,14 @@ class BriefOutputSerializer(serializers.ModelSerializer):
             "team",
             "title",
             "idea",
+            "logline",
             "style",
+            "palette",
+            "negative_style",
+            "setting",
+            "aspect_ratio",
+            "target_seconds",
+            "bible_version",
             "characters",
             "created_at",
             "updated_at",
@@ -80,7 +172,7 @@ class BriefListCreateApi(generics.ListAPIView):
         return (
             briefs_visible_to(self.request.user)
             .select_related("team")
-            .prefetch_related("scenes")
+            .prefetch_related("scenes__characters", "characters")
             .order_by("-updated_at")
         )
 
@@ -99,7 +191,11 @@ class BriefDetailApi(generics.RetrieveAPIView):
     lookup_url_kwarg = "brief_uuid"
 
     def get_queryset(self) -> QuerySet[Brief]:
-        return briefs_visible_to(self.request.user).select_related("team").prefetch_related("scenes")
+        return (
+            briefs_visible_to(self.request.user)
+            .select_related("team")
+            .prefetch_related("scenes__characters", "characters")
+        )
 
 
 class SceneCreateApi(generics.GenericAPIView):
@@ -110,5 +206,8 @@ class SceneCreateApi(generics.GenericAPIView):
         brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
         incoming = SceneInputSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        scene = services.scene_create(brief=brief, **incoming.validated_data)
+        try:
+            scene = services.scene_create(brief=brief, **incoming.validated_data)
+        except services.CharacterRefused as exc:
+            raise serializers.ValidationError({"characters": [str(exc)]}) from None
         return Response(SceneOutputSerializer(scene).data, status=status.HTTP_201_CREATED)

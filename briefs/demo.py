@@ -15,18 +15,44 @@ from briefs.services import brief_create, team_set_current
 
 DEMO_USERNAME = "director"
 DEMO_BRIEF_TITLE = "The Lighthouse Keeper"
+DEMO_CHARACTERS = [
+    {
+        "name": "Ada",
+        "description": "The keeper, seventy, stubborn and kind; forty years on the rock.",
+        "look": "white braid, yellow oilskin coat",
+        "prompt_words": "old woman lighthouse keeper",
+    }
+]
 DEMO_SCENES = [
     {
         "title": "Storm on the horizon",
-        "prompt": "a lone lighthouse on a black cliff, storm clouds rolling in from the sea, dusk",
+        "action": "The storm rolls in towards the last lit lighthouse on the coast.",
+        "prompt": "a lone lighthouse on a black cliff, storm clouds rolling in from the sea",
+        "shot_type": "establishing",
+        "lighting": "dusk",
+        "mood": "foreboding",
+        "duration_s": 4,
+        "transition": "fade",
     },
     {
         "title": "The keeper climbs",
-        "prompt": "an old keeper climbing a spiral iron staircase with a lantern, warm light, long shadows",
+        "action": "Ada climbs to the lamp room one last time.",
+        "prompt": "climbing a spiral iron staircase with a lantern",
+        "characters": ["Ada"],
+        "shot_type": "medium",
+        "camera_move": "tracking",
+        "lighting": "warm lantern light, long shadows",
+        "duration_s": 3,
     },
     {
         "title": "The beam finds the ship",
+        "action": "The beam sweeps the waves and finds a small fishing boat.",
         "prompt": "the lighthouse beam sweeping across huge waves and finding a small fishing boat",
+        "shot_type": "wide",
+        "lighting": "stormy night",
+        "mood": "hopeful",
+        "duration_s": 3,
+        "transition": "dissolve",
     },
 ]
 
@@ -79,8 +105,11 @@ def demo_seed() -> DemoLogin:
             team=team,
             title=DEMO_BRIEF_TITLE,
             idea="A lighthouse keeper's last night before the light is automated; a storm brings one more ship.",
-            style="storyboard sketch, muted colours, cinematic framing",
-            characters="Ada, the keeper, seventy, stubborn and kind",
+            logline="On her last night before the light is automated, a keeper saves one more ship.",
+            style="storyboard sketch, cinematic framing",
+            palette="muted slate and amber",
+            setting="a rocky island lighthouse on a northern coast",
+            characters=DEMO_CHARACTERS,
             scenes=DEMO_SCENES,
         )
     return DemoLogin(

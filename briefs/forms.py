@@ -8,7 +8,7 @@ from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 
 from briefs import services
-from briefs.models import Brief, Scene
+from briefs.models import Brief, Character, Scene
 from generation.artifact_check import inspect_image
 from generation.models import WorkflowTemplate
 from generation.providers.base import ProviderError
@@ -42,29 +42,130 @@ class BriefForm(forms.ModelForm):
 
     class Meta:
         model = Brief
-        fields = ["title", "idea", "style", "characters", "reference_image", "template"]
+        fields = [
+            "title",
+            "idea",
+            "logline",
+            "style",
+            "palette",
+            "negative_style",
+            "setting",
+            "aspect_ratio",
+            "target_seconds",
+            "reference_image",
+            "template",
+        ]
         widgets = {
             "idea": forms.Textarea(attrs={"rows": 3}),
             "style": forms.Textarea(attrs={"rows": 2}),
-            "characters": forms.Textarea(attrs={"rows": 2}),
+            "negative_style": forms.Textarea(attrs={"rows": 1}),
+            "setting": forms.Textarea(attrs={"rows": 2}),
         }
+        labels = {"negative_style": "Never show", "style": "Style notes"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _optional_with_default(self, "aspect_ratio")
+
+    def clean_aspect_ratio(self) -> str:
+        return str(_kept_or_default(self, "aspect_ratio"))
 
     def clean_reference_image(self) -> Any:
         return checked_image(self.cleaned_data.get("reference_image"), label="the character reference")
 
 
+def _optional_with_default(form: forms.ModelForm, name: str) -> None:
+    """A field whose model has a default: left out of a POST, it keeps what is stored (or the default)."""
+    if name in form.fields:
+        form.fields[name].required = False
+
+
+def _kept_or_default(form: forms.ModelForm, name: str) -> Any:
+    value = form.cleaned_data.get(name)
+    if value in (None, ""):
+        stored = getattr(form.instance, name, None)
+        return stored if stored not in (None, "") else form.instance._meta.get_field(name).get_default()
+    return value
+
+
+class CharacterForm(forms.ModelForm):
+    class Meta:
+        model = Character
+        fields = ["name", "description", "look", "prompt_words", "reference_image"]
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "look": forms.Textarea(attrs={"rows": 2}),
+        }
+        error_messages = {"name": {"required": "Give the character a name."}}
+
+    def __init__(self, *args: Any, brief: Brief, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.brief = brief
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        clash = self.brief.characters.filter(name__iexact=name)
+        if self.instance.pk is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError(f"This brief already has a character named {name}.")
+        return name
+
+    def clean_reference_image(self) -> Any:
+        return checked_image(self.cleaned_data.get("reference_image"), label="the character's reference")
+
+
 class SceneForm(forms.ModelForm):
     class Meta:
         model = Scene
-        fields = ["title", "prompt", "negative_prompt", "seed", "input_image"]
+        fields = [
+            "title",
+            "action",
+            "prompt",
+            "negative_prompt",
+            "characters",
+            "shot_type",
+            "camera_move",
+            "lens",
+            "lighting",
+            "mood",
+            "duration_s",
+            "transition",
+            "seed",
+            "input_image",
+        ]
         error_messages = {
             "prompt": {"required": "Describe what the frame shows; a scene needs a prompt to render."},
             "title": {"required": "Give the scene a short title."},
         }
         widgets = {
+            "action": forms.Textarea(attrs={"rows": 2}),
             "prompt": forms.Textarea(attrs={"rows": 3}),
             "negative_prompt": forms.Textarea(attrs={"rows": 1}),
+            "characters": forms.CheckboxSelectMultiple,
         }
+        labels = {"duration_s": "Duration (s)", "characters": "Who is in the shot"}
+        help_texts = {"characters": "Their words from the story bible go into the prompt."}
+
+    def __init__(self, *args: Any, brief: Brief | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if brief is None and self.instance.brief_id is not None:
+            brief = self.instance.brief
+        for name in ("duration_s", "transition"):
+            _optional_with_default(self, name)
+        if "characters" in self.fields:
+            field = self.fields["characters"]
+            assert isinstance(field, forms.ModelMultipleChoiceField)
+            field.queryset = brief.characters.all() if brief is not None else Character.objects.none()
+
+    def clean_transition(self) -> str:
+        return str(_kept_or_default(self, "transition"))
+
+    def clean_duration_s(self) -> Any:
+        duration = _kept_or_default(self, "duration_s")
+        if duration is not None and not 0 < duration <= 600:
+            raise forms.ValidationError("A shot holds between 0.1 and 600 seconds.")
+        return duration
 
     def clean_prompt(self) -> str:
         prompt = self.cleaned_data["prompt"].strip()

@@ -52,13 +52,72 @@ class UserPreference(models.Model):
         return f"Preferences of {self.user}"
 
 
+class AspectRatio(models.TextChoices):
+    WIDE = "16:9", "16:9 (widescreen)"
+    TALL = "9:16", "9:16 (vertical)"
+    SQUARE = "1:1", "1:1 (square)"
+    CLASSIC = "4:3", "4:3"
+    SCOPE = "2.39:1", "2.39:1 (scope)"
+
+
+class ShotType(models.TextChoices):
+    NONE = "", "—"
+    ESTABLISHING = "establishing", "Establishing"
+    EXTREME_WIDE = "extreme-wide", "Extreme wide"
+    WIDE = "wide", "Wide"
+    FULL = "full", "Full"
+    MEDIUM = "medium", "Medium"
+    MEDIUM_CLOSE_UP = "medium-close-up", "Medium close-up"
+    CLOSE_UP = "close-up", "Close-up"
+    EXTREME_CLOSE_UP = "extreme-close-up", "Extreme close-up"
+    OVER_THE_SHOULDER = "over-the-shoulder", "Over the shoulder"
+    POINT_OF_VIEW = "point-of-view", "Point of view"
+    INSERT = "insert", "Insert"
+    TWO_SHOT = "two-shot", "Two-shot"
+
+
+class CameraMove(models.TextChoices):
+    NONE = "", "—"
+    STATIC = "static", "Static"
+    PAN = "pan", "Pan"
+    TILT = "tilt", "Tilt"
+    DOLLY_IN = "dolly-in", "Dolly in"
+    DOLLY_OUT = "dolly-out", "Dolly out"
+    TRACKING = "tracking", "Tracking"
+    CRANE = "crane", "Crane"
+    HANDHELD = "handheld", "Handheld"
+    ZOOM = "zoom", "Zoom"
+    ORBIT = "orbit", "Orbit"
+
+
+class Transition(models.TextChoices):
+    CUT = "cut", "Cut"
+    FADE = "fade", "Fade"
+    DISSOLVE = "dissolve", "Dissolve"
+
+
 class Brief(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="briefs")
     title = models.CharField(max_length=200)
     idea = models.TextField(blank=True, help_text="The story idea in a few sentences.")
-    style = models.TextField(blank=True, help_text="Visual style added to every scene's prompt.")
-    characters = models.TextField(blank=True, help_text="Who appears in the story, one per line.")
+    logline = models.CharField(max_length=300, blank=True, help_text="The story in one sentence.")
+    # The story bible: its cast is `characters` (Character rows); these are its style and world.
+    style = models.TextField(
+        blank=True, max_length=2000, help_text="Style notes added to every scene's prompt."
+    )
+    palette = models.CharField(max_length=300, blank=True, help_text="Colours, e.g. 'teal and amber'.")
+    negative_style = models.TextField(
+        blank=True, max_length=2000, help_text="What no frame should show; added to every negative prompt."
+    )
+    setting = models.TextField(blank=True, max_length=2000, help_text="Where and when the story takes place.")
+    aspect_ratio = models.CharField(max_length=8, choices=AspectRatio.choices, default=AspectRatio.WIDE)
+    target_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How long the finished storyboard should run."
+    )
+    # Bumped on every change to the story bible (style, palette, setting, characters), so that a take
+    # can say which bible it was rendered with and be marked stale when it moves on.
+    bible_version = models.PositiveIntegerField(default=1, editable=False)
     reference_image = models.ImageField(
         storage=inputs_storage,
         upload_to="references/",
@@ -88,13 +147,52 @@ class Brief(models.Model):
         return self.title
 
 
+class Character(models.Model):
+    """Someone in the story bible: the same words describe them in every shot they appear in."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    brief = models.ForeignKey(Brief, on_delete=models.CASCADE, related_name="characters")
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True, max_length=2000, help_text="Who they are, for the writers.")
+    look = models.TextField(blank=True, max_length=1000, help_text="How they look: face, hair, clothes.")
+    prompt_words = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Words that must appear whenever they are in a shot (a costume, a LoRA token).",
+    )
+    reference_image = models.ImageField(storage=inputs_storage, upload_to="characters/", blank=True)
+    position = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["brief", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["brief", "name"], name="one_character_name_per_brief")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Scene(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     brief = models.ForeignKey(Brief, on_delete=models.CASCADE, related_name="scenes")
     position = models.PositiveIntegerField(help_text="Order within the brief, from 1.")
     title = models.CharField(max_length=200)
+    action = models.TextField(blank=True, max_length=4000, help_text="What happens, for the writers.")
     prompt = models.TextField(help_text="What the frame shows.")
     negative_prompt = models.TextField(blank=True)
+    characters = models.ManyToManyField(Character, related_name="scenes", blank=True)
+    # The shot enhancers: composed into the prompt the same way for every shot.
+    shot_type = models.CharField(max_length=24, choices=ShotType.choices, blank=True)
+    camera_move = models.CharField(max_length=24, choices=CameraMove.choices, blank=True)
+    lens = models.CharField(max_length=60, blank=True, help_text="e.g. 35mm, anamorphic")
+    lighting = models.CharField(max_length=200, blank=True, help_text="e.g. golden hour, neon rim light")
+    mood = models.CharField(max_length=200, blank=True)
+    duration_s = models.DecimalField(
+        max_digits=6, decimal_places=2, default=3, help_text="How long the shot holds, in seconds."
+    )
+    transition = models.CharField(
+        max_length=12, choices=Transition.choices, default=Transition.CUT, help_text="Into the next scene."
+    )
     seed = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Fixed seed; empty picks a new one for every render."
     )
@@ -112,6 +210,11 @@ class Scene(models.Model):
     class Meta:
         ordering = ["brief", "position", "id"]
         indexes = [models.Index(fields=["brief", "position"], name="scene_brief_position_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(duration_s__gt=0, duration_s__lte=600), name="scene_duration_in_range"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.position}. {self.title}"

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 
+from briefs.composition import CharacterSpec, ComposedPrompt, ShotSpec, StyleSpec, compose
 from briefs.models import Brief, Scene, Team, UserPreference
 
 
@@ -70,3 +71,26 @@ def team_preferred_for(user: User | AnonymousUser) -> Team | None:
             if team is not None:
                 return team
     return teams.first()
+
+
+def composed_for(scene: Scene) -> ComposedPrompt:
+    """The prompt and negative prompt the scene renders with now: its brief's story bible, its cast,
+    its shot and its own prompt, composed (briefs.composition)."""
+    brief = scene.brief
+    return compose(
+        prompt=scene.prompt,
+        negative_prompt=scene.negative_prompt,
+        characters=[
+            CharacterSpec(name=c.name, description=c.description, look=c.look, prompt_words=c.prompt_words)
+            for c in scene.characters.order_by("position", "id")
+        ],
+        shot=ShotSpec(
+            shot_type=scene.shot_type,
+            camera_move=scene.camera_move,
+            lens=scene.lens,
+            lighting=scene.lighting,
+            mood=scene.mood,
+        ),
+        style=StyleSpec(notes=brief.style, palette=brief.palette, negative_terms=brief.negative_style),
+        setting=brief.setting,
+    )

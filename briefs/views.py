@@ -9,9 +9,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from briefs import services
-from briefs.forms import BriefForm, SceneForm
-from briefs.models import Brief, Scene
-from briefs.selectors import briefs_visible_to, scenes_visible_to, team_preferred_for
+from briefs.forms import BriefForm, CharacterForm, SceneForm
+from briefs.models import Brief, Character, Scene
+from briefs.selectors import briefs_visible_to, composed_for, scenes_visible_to, team_preferred_for
 from generation import services as render_services
 from generation.downloads import artifact_response
 from generation.events import job_payload
@@ -47,6 +47,7 @@ def _editor(
     brief_form: BriefForm | None = None,
     new_scene_form: SceneForm | None = None,
     bound_scene: tuple[int, SceneForm] | None = None,
+    new_character_form: CharacterForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     latest = latest_job_per_scene(brief)
@@ -55,14 +56,27 @@ def _editor(
         form = (
             bound_scene[1]
             if bound_scene and bound_scene[0] == scene.pk
-            else SceneForm(instance=scene, prefix=f"s{scene.pk}")
+            else SceneForm(instance=scene, prefix=f"s{scene.pk}", brief=brief)
         )
         job = latest.get(scene.pk)
-        rows.append({"scene": scene, "form": form, "job": job, "live": job_payload(job) if job else None})
+        rows.append(
+            {
+                "scene": scene,
+                "form": form,
+                "job": job,
+                "live": job_payload(job) if job else None,
+                "composed": composed_for(scene),
+            }
+        )
     context = {
         "brief": brief,
         "brief_form": brief_form or BriefForm(instance=brief),
-        "new_scene_form": new_scene_form or SceneForm(prefix="new"),
+        "new_scene_form": new_scene_form or SceneForm(prefix="new", brief=brief),
+        "characters": [
+            (character, CharacterForm(instance=character, prefix=f"c{character.pk}", brief=brief))
+            for character in brief.characters.all()
+        ],
+        "new_character_form": new_character_form or CharacterForm(prefix="newc", brief=brief),
         "rows": rows,
         "runs": brief_runs(brief),
         "spend": brief_spend(brief),
@@ -87,7 +101,7 @@ def brief_detail(request: HttpRequest, brief_uuid: str) -> HttpResponse:
 @require_POST
 def scene_create(request: HttpRequest, brief_uuid: str) -> HttpResponse:
     brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
-    form = SceneForm(request.POST, request.FILES, prefix="new")
+    form = SceneForm(request.POST, request.FILES, prefix="new", brief=brief)
     if not form.is_valid():
         return _editor(request, brief, new_scene_form=form, status=400)
     scene = services.scene_create(brief=brief, **form.cleaned_data)
@@ -100,13 +114,42 @@ def scene_create(request: HttpRequest, brief_uuid: str) -> HttpResponse:
 def scene_update(request: HttpRequest, scene_uuid: str) -> HttpResponse:
     scene = get_object_or_404(scenes_visible_to(request.user).select_related("brief"), uuid=scene_uuid)
     form = SceneForm(
-        request.POST, request.FILES, instance=Scene.objects.get(pk=scene.pk), prefix=f"s{scene.pk}"
+        request.POST,
+        request.FILES,
+        instance=Scene.objects.get(pk=scene.pk),
+        prefix=f"s{scene.pk}",
+        brief=scene.brief,
     )
     if not form.is_valid():
         return _editor(request, scene.brief, bound_scene=(scene.pk, form), status=400)
     services.scene_update(scene=scene, **form.cleaned_data)
     messages.success(request, f"Scene {scene.position} saved.")
     return redirect(f"{reverse('briefs:detail', args=[scene.brief.uuid])}#scene-{scene.uuid}")
+
+
+@login_required
+@require_POST
+def character_create(request: HttpRequest, brief_uuid: str) -> HttpResponse:
+    brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
+    form = CharacterForm(request.POST, request.FILES, prefix="newc", brief=brief)
+    if not form.is_valid():
+        return _editor(request, brief, new_character_form=form, status=400)
+    character = services.character_create(brief=brief, **form.cleaned_data)
+    messages.success(request, f"{character.name} added to the story bible.")
+    return redirect(f"{reverse('briefs:detail', args=[brief.uuid])}#story-bible")
+
+
+@login_required
+@require_POST
+def character_delete(request: HttpRequest, character_uuid: str) -> HttpResponse:
+    character = get_object_or_404(
+        Character.objects.filter(brief__in=briefs_visible_to(request.user)).select_related("brief"),
+        uuid=character_uuid,
+    )
+    brief_uuid = character.brief.uuid
+    services.character_delete(character=character)
+    messages.success(request, f"{character.name} removed from the story bible.")
+    return redirect(f"{reverse('briefs:detail', args=[brief_uuid])}#story-bible")
 
 
 @login_required

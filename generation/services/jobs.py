@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from briefs.models import Brief, Scene
+from briefs.selectors import composed_for
 from generation import events
 from generation.models import (
     TERMINAL_STATES,
@@ -81,10 +82,7 @@ def scene_render_params(scene: Scene, template: WorkflowTemplate) -> dict[str, A
     Input images are recorded by stored name and sha256, so a take can say
     exactly what it started from; the template decides which it needs.
     """
-    style = scene.brief.style.strip()
-    prompt = scene.prompt.strip()
-    if style:
-        prompt = f"{prompt}, {style}"
+    composed = composed_for(scene)
     images: dict[str, dict[str, str]] = {}
     for parameter in IMAGE_PARAMETERS:
         if parameter not in template.bindings:
@@ -99,8 +97,10 @@ def scene_render_params(scene: Scene, template: WorkflowTemplate) -> dict[str, A
             raise RenderRefused(f"The “{template.name}” workflow starts from an image: add {where}.")
         images[parameter] = {"name": field.name, "sha256": _sha256_of(field.name)}
     return {
-        "prompt": prompt,
-        "negative_prompt": scene.negative_prompt.strip() or None,
+        # What is sent, composed from the story bible, the cast, the shot and the scene's own prompt.
+        "prompt": composed.prompt,
+        "negative_prompt": composed.negative_prompt or None,
+        "bible_version": scene.brief.bible_version,
         "seed": scene.seed if scene.seed is not None else random.randrange(MAX_SEED),
         "label": f"{scene.position}. {scene.title}",
         "images": images,

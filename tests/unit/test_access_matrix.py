@@ -32,7 +32,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from briefs.models import Team
-from briefs.services import brief_create, scene_create
+from briefs.services import brief_create, character_create, scene_create
 from generation import services
 from generation.models import Artifact, Attempt, AttemptState, JobState
 from storycore.asgi import application, websocket_urlpatterns
@@ -96,6 +96,7 @@ def world(db, template, backend) -> World:
     scene = scene_create(
         brief=brief, title="Deck", prompt="two strangers", input_image=ContentFile(png(), name="deck.png")
     )
+    character = character_create(brief=brief, name="Mara", look="red scarf")
     batch, jobs = services.render_brief_submit(brief=brief, user=member)
     artifact = None
     for job in jobs:
@@ -124,6 +125,7 @@ def world(db, template, backend) -> World:
         "brief_uuid": brief.uuid,
         "scene_uuid": scene.uuid,
         "scene_pk": scene.pk,
+        "character_uuid": character.uuid,
         "job_uuid": queued.uuid,
         "artifact_uuid": artifact.uuid,
         "batch_uuid": batch.uuid,
@@ -171,6 +173,8 @@ ROWS = [
     Row("briefs:render", "POST", CHANGED),
     Row("briefs:scene-update", "POST", CHANGED, data=_scene_form),
     Row("briefs:scene-delete", "POST", CHANGED),
+    Row("briefs:character-create", "POST", CHANGED, data={"newc-name": "Ines", "newc-look": "grey coat"}),
+    Row("briefs:character-delete", "POST", CHANGED),
     Row("briefs:scene-render", "POST", CHANGED),
     Row("briefs:job-cancel", "POST", CHANGED),
     Row("briefs:artifact", "GET", SEEN),

@@ -165,6 +165,11 @@ def test_the_admin_creates_a_brief_through_the_service_in_the_current_team(clien
         "/admin/briefs/brief/add/",
         {
             "title": "From the admin",
+            "aspect_ratio": "16:9",
+            "characters-TOTAL_FORMS": "0",
+            "characters-INITIAL_FORMS": "0",
+            "characters-MIN_NUM_FORMS": "0",
+            "characters-MAX_NUM_FORMS": "1000",
             "scenes-TOTAL_FORMS": "1",
             "scenes-INITIAL_FORMS": "0",
             "scenes-MIN_NUM_FORMS": "0",
@@ -189,6 +194,11 @@ def test_the_admin_creates_a_brief_in_the_team_staff_pick(client, django_user_mo
         {
             "title": "For the harbour",
             "team": str(harbour.pk),
+            "aspect_ratio": "16:9",
+            "characters-TOTAL_FORMS": "0",
+            "characters-INITIAL_FORMS": "0",
+            "characters-MIN_NUM_FORMS": "0",
+            "characters-MAX_NUM_FORMS": "1000",
             "scenes-TOTAL_FORMS": "0",
             "scenes-INITIAL_FORMS": "0",
             "scenes-MIN_NUM_FORMS": "0",
