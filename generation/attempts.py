@@ -25,7 +25,6 @@ from django.db.models import Max
 from django.utils import timezone
 
 from generation import services
-from generation.api_keys import api_key_of
 from generation.artifact_check import expected_frames, inspect_image
 from generation.attempt_state import (
     LIVE_STATES,
@@ -36,6 +35,7 @@ from generation.attempt_state import (
     attempt_mark_started,
     attempt_note_outputs,
 )
+from generation.backend_providers import provider_for
 from generation.models import (
     IN_FLIGHT_STATES,
     TERMINAL_STATES,
@@ -50,15 +50,13 @@ from generation.models import (
 from generation.providers.base import (
     ErrorCode,
     InputImage,
+    Provider,
     ProviderError,
     RemoteHandle,
     RemoteOutput,
     RenderRequest,
     RetryClass,
 )
-from generation.providers.comfyui import ComfyUIProvider, Timeouts
-from generation.providers.runpod import RunPodProvider
-from generation.providers.runpod import Timeouts as RunPodTimeouts
 from generation.workflow_binding import bind_workflow, targets_from_json
 from generation.workflow_validation import has_model, models_used
 from telemetry import recording
@@ -69,42 +67,6 @@ RATE_LIMIT_PAUSE = timedelta(seconds=30)
 # Waits between fetches of an output the server is still writing.
 COMPLETE_FIRST_PAUSE = 0.25
 COMPLETE_MAX_PAUSE = 2.0
-
-
-Provider = ComfyUIProvider | RunPodProvider
-
-
-def provider_for(backend: Backend, policy: dict[str, Any] | None = None) -> Provider:
-    policy = policy or {}
-    poll_interval = float(policy.get("poll_interval_s", settings.RENDER_POLL_INTERVAL))
-    max_wait = float(policy.get("max_wait_s", settings.RENDER_MAX_WAIT))
-    if backend.kind == BackendKind.RUNPOD:
-        return RunPodProvider(
-            backend.base_url,
-            backend.endpoint_id,
-            api_key_of(backend),
-            timeouts=RunPodTimeouts(
-                connect=settings.RENDER_CONNECT_TIMEOUT, poll_interval=poll_interval, max_wait=max_wait
-            ),
-            max_output_bytes=settings.ARTIFACT_MAX_BYTES,
-        )
-    if backend.kind != BackendKind.COMFYUI:
-        raise ProviderError(
-            ErrorCode.CONFIG_INVALID, f"backend {backend.name} is a {backend.kind} backend, not yet supported"
-        )
-    return ComfyUIProvider(
-        backend.base_url,
-        client_id=backend.watch_client_id,
-        listen=False,  # the render watcher holds this client id's socket
-        timeouts=Timeouts(
-            connect=settings.RENDER_CONNECT_TIMEOUT,
-            poll_interval=poll_interval,
-            max_wait=max_wait,
-            post_execution=float(
-                policy.get("post_execution_timeout_s", settings.RENDER_POST_EXECUTION_TIMEOUT)
-            ),
-        ),
-    )
 
 
 def handle_of(attempt: Attempt) -> RemoteHandle:
@@ -314,8 +276,8 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False, recovering: bool
                     output_wait_s=exc.detail["waited_s"],
                 ),
             )
-        if exc.code == ErrorCode.OUTPUT_INVALID and isinstance(provider, RunPodProvider):
-            # Keep what RunPod answered (long base64 cut) for the attempt's record.
+        if exc.code == ErrorCode.OUTPUT_INVALID and provider is not None and provider.last_answer is not None:
+            # Keep what the backend answered (RunPod: long base64 cut) for the attempt's record.
             exc.detail.setdefault("response", provider.last_answer)
         attempt_failed(attempt, exc)
         return
@@ -375,12 +337,9 @@ def attempt_outputs_reported(attempt_id: int, outputs: tuple[RemoteOutput, ...])
 
 
 def _remote_facts(provider: Provider) -> dict[str, Any]:
-    """What the backend itself reported about the run: RunPod's delayTime and executionTime (ms)."""
-    return (
-        {"runpod": dict(provider.telemetry)}
-        if isinstance(provider, RunPodProvider) and provider.telemetry
-        else {}
-    )
+    """What the backend itself reported about the run, under its kind (RunPod's delayTime and
+    executionTime in ms go under "runpod", where telemetry.recording reads them)."""
+    return {provider.kind: dict(provider.telemetry)} if provider.telemetry else {}
 
 
 def _store_complete(

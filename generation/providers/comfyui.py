@@ -28,9 +28,11 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from generation.providers.base import (
+    BackendConfig,
     BackendHealth,
     ErrorCode,
     EventKind,
+    Place,
     ProgressEvent,
     ProviderError,
     RemoteHandle,
@@ -300,7 +302,25 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+def from_config(config: BackendConfig) -> ComfyUIProvider:
+    """The provider for a ComfyUI backend: prompts go under the backend's client id, whose
+    socket the render watcher holds."""
+    return ComfyUIProvider(
+        config.base_url,
+        client_id=config.client_id or None,
+        listen=False,  # the render watcher holds this client id's socket
+        timeouts=Timeouts(
+            connect=config.connect_timeout_s,
+            read=config.read_timeout_s,
+            poll_interval=config.poll_interval_s,
+            post_execution=config.post_execution_timeout_s,
+        ),
+    )
+
+
 class ComfyUIProvider:
+    kind = KIND
+
     def __init__(
         self,
         base_url: str,
@@ -338,6 +358,9 @@ class ComfyUIProvider:
         self._submitted: set[str] = set()
         self._executing: str | None = None
         self.fallback_notes: list[str] = []
+        # ComfyUI reports nothing about a run beyond its messages and /history.
+        self.telemetry: dict[str, Any] = {}
+        self.last_answer: Any = None
 
     # -- plumbing ---------------------------------------------------------
     def close(self) -> None:
@@ -499,15 +522,16 @@ class ComfyUIProvider:
             raise ProviderError(ErrorCode.UNAVAILABLE, "ComfyUI sent an object_info that is not an object")
         return data
 
-    def locate(self, handle: RemoteHandle) -> str:
+    def locate(self, handle: RemoteHandle) -> Place:
         """Where the prompt is now: 'pending', 'running', 'done' or 'unknown' (never seen, or lost in a restart)."""
         if self.history(handle) is not None:
             return "done"
         return self.queue_place(handle)
 
-    def queue_place(self, handle: RemoteHandle) -> str:
+    def queue_place(self, handle: RemoteHandle) -> Place:
         queue = self._json(self._request("GET", "/queue"), "GET /queue")
-        for key, place in (("queue_running", "running"), ("queue_pending", "pending")):
+        places: tuple[tuple[str, Place], ...] = (("queue_running", "running"), ("queue_pending", "pending"))
+        for key, place in places:
             for item in queue.get(key, []):
                 if len(item) > 1 and item[1] == handle.remote_id:
                     return place

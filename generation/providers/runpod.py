@@ -29,9 +29,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from generation.providers.base import (
+    BackendConfig,
     BackendHealth,
     ErrorCode,
     EventKind,
+    Place,
     ProgressEvent,
     ProviderError,
     RemoteHandle,
@@ -49,7 +51,7 @@ KIND = "runpod"
 # POST /run refuses bodies over 10 MB (documented; the status code is not).
 RUN_PAYLOAD_LIMIT = 10 * 1024 * 1024
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
-PLACES = {"IN_QUEUE": "pending", "IN_PROGRESS": "running", "RUNNING": "running"}
+PLACES: dict[str, Place] = {"IN_QUEUE": "pending", "IN_PROGRESS": "running", "RUNNING": "running"}
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".webp", ".gif", ".mov", ".mkv")
 # base64 characters per decoded chunk: a multiple of 4, about 64 KiB decoded.
 B64_CHUNK = 4 * 16 * 1024
@@ -82,7 +84,7 @@ class JobStatus:
     raw: dict[str, Any]
 
     @property
-    def place(self) -> str:
+    def place(self) -> Place:
         if self.status in TERMINAL:
             return "done"
         return PLACES.get(self.status, "pending")
@@ -261,7 +263,26 @@ def decoded_size(data: str) -> int:
     return len(body) * 3 // 4
 
 
+def from_config(config: BackendConfig) -> RunPodProvider:
+    """The provider for a RunPod serverless endpoint; AUTH_FAILED when the backend has no key."""
+    if not config.api_key:
+        raise ProviderError(
+            ErrorCode.AUTH_FAILED, f"backend {config.name} has no API key; set one in the admin"
+        )
+    return RunPodProvider(
+        config.base_url,
+        config.endpoint_id,
+        config.api_key,
+        timeouts=Timeouts(
+            connect=config.connect_timeout_s, read=config.read_timeout_s, poll_interval=config.poll_interval_s
+        ),
+        max_output_bytes=config.max_output_bytes,
+    )
+
+
 class RunPodProvider:
+    kind = KIND
+
     def __init__(
         self,
         base_url: str,
@@ -456,11 +477,11 @@ class RunPodProvider:
                 return ProgressEvent(EventKind.FAILED, error=exc)
             raise
 
-    def queue_place(self, handle: RemoteHandle) -> str:
+    def queue_place(self, handle: RemoteHandle) -> Place:
         status = self._statuses.get(handle.remote_id) or self.status(handle)
         return status.place
 
-    def locate(self, handle: RemoteHandle) -> str:
+    def locate(self, handle: RemoteHandle) -> Place:
         try:
             return self.status(handle).place
         except ProviderError as exc:
