@@ -28,7 +28,6 @@ from generation import services
 from generation.artifact_check import expected_frames, inspect_image
 from generation.attempt_state import (
     LIVE_STATES,
-    CheckOutcome,
     attempt_end,
     attempt_keep_telemetry,
     attempt_mark_running,
@@ -56,6 +55,15 @@ from generation.providers.base import (
     RemoteOutput,
     RenderRequest,
     RetryClass,
+)
+from generation.providers.checks import (
+    Answer,
+    CheckCounters,
+    CheckLimits,
+    CheckOutcome,
+    RenderCheck,
+    ask,
+    judge,
 )
 from generation.workflow_binding import bind_workflow, targets_from_json
 from generation.workflow_validation import has_model, models_used
@@ -597,16 +605,13 @@ def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- checking on a render ----------------------------------------------------------
-UNKNOWN_STRIKES = 2  # absent from /history and /queue this many checks in a row: the server forgot it
-FAILED_POLLS = 3  # unreachable this many checks in a row: the backend is gone
-
-
 def attempt_check(attempt_id: int) -> CheckOutcome:
     """Ask the backend how an attempt stands and act on the answer; returns what was found.
 
     The watcher calls this on its poll interval and after every reconnect, the
     reconciler for whatever the watcher missed. The counters live on the attempt,
-    so either may pick up where the other left off.
+    so either may pick up where the other left off. What an answer means is decided
+    in `generation.providers.checks` (pure), which the conformance suite drives too.
     """
     attempt = Attempt.objects.select_related("backend", "job").get(pk=attempt_id)
     if attempt.state not in LIVE_STATES:
@@ -615,90 +620,56 @@ def attempt_check(attempt_id: int) -> CheckOutcome:
         attempt_cancel_remote(attempt)
         return CheckOutcome.CANCELLED
     telemetry = dict(attempt.telemetry)
-    telemetry["history_attempts"] = telemetry.get("history_attempts", 0) + 1
+    counters = CheckCounters(
+        history_attempts=int(telemetry.get("history_attempts", 0)),
+        failed_polls=int(telemetry.get("failed_polls", 0)),
+        unknown_checks=int(telemetry.get("unknown_checks", 0)),
+    )
     policy = attempt.policy or {}
-    found = _ask_backend(attempt, telemetry)
-    if found in (
-        CheckOutcome.PENDING,
-        CheckOutcome.RUNNING,
-        CheckOutcome.UNREACHABLE,
-        CheckOutcome.RATE_LIMITED,
-    ):
-        limit = int(policy.get("max_poll_attempts") or 0)
-        waited = (timezone.now() - (attempt.submitted_at or attempt.created_at)).total_seconds()
-        max_wait = float(policy.get("max_wait_s", settings.RENDER_MAX_WAIT))
-        if waited > max_wait or (limit and telemetry["history_attempts"] >= limit):
-            reason = "maxWait" if waited > max_wait else "attemptLimit"
-            telemetry["history_exit_reason"] = reason
-            _keep_counters(attempt.pk, telemetry)
-            attempt_cancel_remote_quietly(attempt)
-            attempt_failed(
-                attempt,
-                ProviderError(
-                    ErrorCode.TIMEOUT,
-                    f"the render did not finish within {max_wait:.0f} s"
-                    if reason == "maxWait"
-                    else f"the render did not finish within {limit} checks",
-                ),
-            )
-            return CheckOutcome.TIMEOUT
-    _keep_counters(attempt.pk, telemetry)
-    return found
-
-
-def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> CheckOutcome:
-    handle = handle_of(attempt)
+    answer: Answer | ProviderError
     try:
-        with provider_for(attempt.backend, attempt.policy) as provider:
-            outcome = provider.outcome(handle)
-            place = "done" if outcome is not None else provider.queue_place(handle)
+        with provider_for(attempt.backend, policy) as provider:
+            answer = ask(provider, handle_of(attempt))
             telemetry.update(_remote_facts(provider))
     except ProviderError as exc:
-        if exc.code == ErrorCode.RATE_LIMITED:
-            # Asked to slow down, not gone: the caller backs off and asks again.
-            return CheckOutcome.RATE_LIMITED
-        telemetry["failed_polls"] = telemetry.get("failed_polls", 0) + 1
-        if telemetry["failed_polls"] >= FAILED_POLLS or exc.code == ErrorCode.AUTH_FAILED:
-            _keep_counters(attempt.pk, telemetry)
-            attempt_failed(attempt, exc)
-            return CheckOutcome.FAILED
-        return CheckOutcome.UNREACHABLE
-    telemetry["failed_polls"] = 0
-    if outcome is not None:
-        telemetry["history_exit_reason"] = "success" if outcome.error is None else "failed"
-        _keep_counters(attempt.pk, telemetry)
-        if outcome.error is None:
-            if attempt.backend.kind == BackendKind.RUNPOD:
-                # RunPod may finish a job between two polls: it did run, so the job's
-                # timeline shows it running before its outputs are fetched.
-                attempt_started(attempt.pk)
-            attempt_finalize(attempt.pk)
-            return CheckOutcome.DONE
-        attempt_failed(attempt, outcome.error)
-        return CheckOutcome.FAILED
-    if place == "unknown" and attempt.state == AttemptState.RUNNING:
-        telemetry["unknown_checks"] = telemetry.get("unknown_checks", 0) + 1
-        if telemetry["unknown_checks"] >= UNKNOWN_STRIKES:
-            if _outputs_survived(attempt):
-                telemetry["history_exit_reason"] = "success"
-                _keep_counters(attempt.pk, telemetry)
-                attempt_finalize(attempt.pk, recovering=True)
-                return CheckOutcome.DONE
-            telemetry["history_exit_reason"] = "unknown"
-            _keep_counters(attempt.pk, telemetry)
-            attempt_failed(
-                attempt,
-                ProviderError(
-                    ErrorCode.LOST,
-                    f"{attempt.backend.name} no longer knows this render (it restarted or its queue was cleared)",
-                ),
-            )
-            return CheckOutcome.LOST
-        return CheckOutcome.UNKNOWN
-    telemetry["unknown_checks"] = 0
-    if place == "running":
+        answer = exc
+    check = judge(
+        answer,
+        counters,
+        submitted=attempt.state == AttemptState.RUNNING,
+        waited_s=(timezone.now() - (attempt.submitted_at or attempt.created_at)).total_seconds(),
+        limits=CheckLimits(
+            max_wait_s=float(policy.get("max_wait_s", settings.RENDER_MAX_WAIT)),
+            max_polls=int(policy.get("max_poll_attempts") or 0),
+        ),
+        backend=attempt.backend.name,
+    )
+    telemetry.update(
+        history_attempts=counters.history_attempts,
+        failed_polls=counters.failed_polls,
+        unknown_checks=counters.unknown_checks,
+    )
+    recovering = check.found == CheckOutcome.LOST and _outputs_survived(attempt)
+    if recovering:
+        # Forgotten by a restarted server, but its files are still there: fetched, not run again.
+        check = RenderCheck(CheckOutcome.DONE, exit_reason="success")
+    found = check.found
+    if check.exit_reason is not None:
+        telemetry["history_exit_reason"] = check.exit_reason
+    _keep_counters(attempt.pk, telemetry)
+    if found == CheckOutcome.DONE:
+        if not recovering and attempt.backend.kind == BackendKind.RUNPOD:
+            # RunPod may finish a job between two polls: it did run, so the job's
+            # timeline shows it running before its outputs are fetched.
+            attempt_started(attempt.pk)
+        attempt_finalize(attempt.pk, recovering=recovering)
+    elif found == CheckOutcome.RUNNING:
         attempt_started(attempt.pk)
-    return CheckOutcome(place)
+    elif check.error is not None:
+        if found == CheckOutcome.TIMEOUT:
+            attempt_cancel_remote_quietly(attempt)
+        attempt_failed(attempt, check.error)
+    return found
 
 
 def _outputs_survived(attempt: Attempt) -> bool:

@@ -31,11 +31,11 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from generation import attempts
-from generation.attempt_state import CheckOutcome
 from generation.dispatch import dispatch_round
 from generation.models import Attempt, AttemptState, Backend, BackendKind
 from generation.nudge import DISPATCH_CHANNEL
 from generation.providers.base import EventKind
+from generation.providers.checks import CheckOutcome, next_check_delay
 from generation.providers.comfyui import SOCKET_UP_POLL_FACTOR, parse_message, ws_url
 from generation.providers.url_policy import COMFYUI, UrlRefused, check_url, connect_checked
 from generation.reconciler import reconcile
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 PROGRESS_MIN_INTERVAL = 0.2
 BACKENDS_REFRESH = 2.0
-MAX_BACKOFF = 30.0
 SOCKET_RETRY_MAX = 1.0
 
 
@@ -360,7 +359,7 @@ class BackendWatch:
 
 class RunPodWatch:
     """One RunPod backend. RunPod pushes nothing, so each render on it is asked about on /status
-    at its queue policy's poll interval, backing off (doubling, up to MAX_BACKOFF) while the
+    at its queue policy's poll interval, backing off (doubling, up to checks.MAX_BACKOFF) while the
     endpoint is unreachable or rate limiting. One loop serves every render on the backend."""
 
     def __init__(self, watcher: Watcher, backend_id: int) -> None:
@@ -397,17 +396,8 @@ class RunPodWatch:
             except Exception:
                 log.exception("checking attempt %s failed", attempt_id)
                 found = CheckOutcome.UNREACHABLE
-            if found in (CheckOutcome.UNREACHABLE, CheckOutcome.RATE_LIMITED):
-                delay = min(max(self.delay.get(attempt_id, interval) * 2, interval), MAX_BACKOFF)
-            else:
-                delay = interval
-            ended = ended or found in (
-                CheckOutcome.DONE,
-                CheckOutcome.FAILED,
-                CheckOutcome.LOST,
-                CheckOutcome.TIMEOUT,
-                CheckOutcome.CANCELLED,
-            )
+            delay = next_check_delay(found, interval=interval, previous=self.delay.get(attempt_id))
+            ended = ended or found.ends_the_render
             self.delay[attempt_id] = delay
             self.next_check[attempt_id] = time.monotonic() + delay
         if ended:
