@@ -2,7 +2,9 @@
 
 Renders are submitted under each backend's own client id, so one WebSocket per
 backend carries the messages of all of them; no process or thread waits per
-job. Progress goes to the job as it comes. When a render ends, the outputs are
+job. That socket's loop is generation.providers.comfyui_follow.SocketFollower
+(pure); BackendWatch here says what its events and checks mean for the
+database. Progress goes to the job as it comes. When a render ends, the outputs are
 fetched on a small thread pool, and the freed slot is filled at once. While a
 socket is down, and every few poll intervals while it is up, each render out on
 that backend is checked through /history and /queue (generation.attempts.attempt_check).
@@ -26,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-import websockets
 from django.conf import settings
 from django.db import close_old_connections, connection
 
@@ -34,10 +35,9 @@ from generation import attempts
 from generation.dispatch import dispatch_round
 from generation.models import Attempt, AttemptState, Backend, BackendKind
 from generation.nudge import DISPATCH_CHANNEL
-from generation.providers.base import EventKind
+from generation.providers.base import EventKind, ProgressEvent
 from generation.providers.checks import CheckOutcome, next_check_delay
-from generation.providers.comfyui import SOCKET_UP_POLL_FACTOR, parse_message, ws_url
-from generation.providers.url_policy import COMFYUI, UrlRefused, check_url, connect_checked
+from generation.providers.comfyui_follow import SocketFollower
 from generation.reconciler import reconcile
 from generation.services import backend_socket_changed, check_backends
 
@@ -187,72 +187,30 @@ class Watcher:
 
 
 class BackendWatch:
-    """One backend: its socket, and the checks that back it up."""
+    """One ComfyUI backend: its socket and checks (`SocketFollower`), and what they mean here.
+
+    The follower hands over each frame about a prompt, the socket going up or down, and the
+    moments to check; this adapter finds the prompt's attempt and calls the services."""
 
     def __init__(self, watcher: Watcher, backend_id: int, base_url: str, client_id: str) -> None:
         self.watcher = watcher
         self.backend_id = backend_id
-        self.base_url = base_url
-        self.client_id = client_id
-        self.connected = False
-        self.check_now = asyncio.Event()
+        self.follower = SocketFollower(
+            base_url,
+            client_id,
+            on_event=self._on_event,
+            on_socket=self._record_socket,
+            on_check=self._check,
+            poll_interval=settings.RENDER_POLL_INTERVAL,
+            connect_timeout=settings.RENDER_CONNECT_TIMEOUT,
+        )
         self.attempt_ids: dict[str, int] = {}
         self.last_progress: dict[int, float] = {}
         self.finishing: set[int] = set()
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        poller = asyncio.create_task(self._poll())
-        try:
-            await self._follow_socket()
-        finally:
-            poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
-
-    async def _follow_socket(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                # The address is resolved and checked before the socket opens (url_policy.COMFYUI).
-                target = check_url(self.base_url, COMFYUI)
-                sock = await asyncio.to_thread(
-                    connect_checked,
-                    target.host,
-                    target.port,
-                    COMFYUI,
-                    timeout=settings.RENDER_CONNECT_TIMEOUT,
-                )
-                try:
-                    async with websockets.connect(
-                        ws_url(self.base_url, self.client_id),
-                        sock=sock,
-                        open_timeout=settings.RENDER_CONNECT_TIMEOUT,
-                        max_size=64 * 1024 * 1024,
-                        max_queue=None,
-                        close_timeout=1,
-                    ) as socket:
-                        self.connected = True
-                        delay = 0.5
-                        await self._record_socket(True)
-                        self.check_now.set()  # ComfyUI replays nothing: resync from /history at once
-                        async for message in socket:
-                            await self._on_message(message)
-                finally:
-                    sock.close()
-            except asyncio.CancelledError:
-                raise
-            except UrlRefused as refused:
-                log.warning("backend %s socket refused: %s", self.base_url, refused.message)
-            except Exception as exc:
-                log.info("backend %s socket: %s; following /history", self.base_url, exc.__class__.__name__)
-            if self.connected:
-                await self._record_socket(False)
-            self.connected = False
-            self.check_now.set()
-            await asyncio.sleep(delay)
-            # Knocking once a second costs a refused connection; a backend that restarted is
-            # back in use within that second, and its renders resync at once.
-            delay = min(delay * 2, SOCKET_RETRY_MAX)
+        await self.follower.run()
 
     async def _record_socket(self, connected: bool) -> None:
         await self.watcher.db(lambda: backend_socket_changed(backend_id=self.backend_id, connected=connected))
@@ -269,13 +227,7 @@ class BackendWatch:
             self.attempt_ids[prompt_id] = found
         return found
 
-    async def _on_message(self, message: str | bytes) -> None:
-        parsed = parse_message(message)
-        if parsed is None:
-            return
-        prompt_id, event = parsed
-        if prompt_id is None:
-            return
+    async def _on_event(self, prompt_id: str, event: ProgressEvent) -> None:
         attempt_id = await self._attempt_id(prompt_id)
         if attempt_id is None or attempt_id in self.finishing:
             return
@@ -333,28 +285,22 @@ class BackendWatch:
         self.tasks.add(task)  # a reference, or the loop may drop the task mid-fetch
         task.add_done_callback(self.tasks.discard)
 
-    async def _poll(self) -> None:
-        while True:
-            interval = settings.RENDER_POLL_INTERVAL * (SOCKET_UP_POLL_FACTOR if self.connected else 1)
-            try:
-                await asyncio.wait_for(self.check_now.wait(), interval)
-            except TimeoutError:
-                pass
-            self.check_now.clear()
-            out = await self.watcher.db(
-                lambda: list(
-                    Attempt.objects.filter(
-                        backend_id=self.backend_id, state=AttemptState.RUNNING
-                    ).values_list("pk", flat=True)
+    async def _check(self) -> None:
+        """Ask the backend about every render out on it (the follower says when)."""
+        out = await self.watcher.db(
+            lambda: list(
+                Attempt.objects.filter(backend_id=self.backend_id, state=AttemptState.RUNNING).values_list(
+                    "pk", flat=True
                 )
             )
-            for attempt_id in out:
-                if attempt_id in self.finishing:
-                    continue
-                try:
-                    await self.watcher.db(attempts.attempt_check, attempt_id)
-                except Exception:
-                    log.exception("checking attempt %s failed", attempt_id)
+        )
+        for attempt_id in out:
+            if attempt_id in self.finishing:
+                continue
+            try:
+                await self.watcher.db(attempts.attempt_check, attempt_id)
+            except Exception:
+                log.exception("checking attempt %s failed", attempt_id)
 
 
 class RunPodWatch:

@@ -22,6 +22,7 @@ from generation import services
 from generation.models import Backend, BackendKind, HealthState
 from generation.providers.base import ErrorCode, ProviderError, RenderRequest
 from generation.providers.comfyui import ComfyUIProvider
+from generation.providers.comfyui_follow import SocketFollower
 from generation.providers.runpod import RunPodProvider
 from generation.providers.url_policy import (
     COMFYUI,
@@ -32,7 +33,6 @@ from generation.providers.url_policy import (
     check_url,
     checked_addresses,
 )
-from generation.watcher import BackendWatch
 from telemetry.probes import ProbeError, read_system_stats
 from tests.app_thread import AppThread
 
@@ -367,13 +367,25 @@ def test_the_gpu_probe_refuses_a_metadata_address(dns: list[str]) -> None:
 
 
 def test_the_watchers_socket_is_refused_before_connecting(dns: list[str], caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="generation.watcher")
-    watch = BackendWatch(None, 1, "http://metadata.test:8188", "storycore-test")
+    caplog.set_level(logging.WARNING, logger="generation.providers.comfyui_follow")
+
+    async def nothing(*args: Any) -> None:
+        pass
+
+    # The render watcher's socket loop (BackendWatch adapts it to the database).
+    follower = SocketFollower(
+        "http://metadata.test:8188",
+        "storycore-test",
+        on_event=nothing,
+        on_socket=nothing,
+        on_check=nothing,
+        poll_interval=1.0,
+    )
 
     async def follow_briefly() -> None:
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(watch._follow_socket(), 0.3)
+            await asyncio.wait_for(follower.run(), 0.3)
 
     asyncio.run(follow_briefly())
     assert "socket refused: metadata.test resolves to 169.254.169.254" in caplog.text
-    assert dns == [] and not watch.connected
+    assert dns == [] and not follower.connected
