@@ -3,8 +3,8 @@
 RunPod assigns the job id, so it is known only once POST /run answers; the
 caller records it before anything waits, and a restarted worker asks /status
 for that id instead of submitting again. RunPod sends nothing unasked: the
-studio polls /status on the queue policy's interval (the render watcher does,
-for every RunPod render at once). Results expire 30 minutes after completion,
+render watcher's RunPodWatch asks `outcome` (GET /status) for every RunPod
+render at once, on the queue policy's interval (generation.providers.checks). Results expire 30 minutes after completion,
 so outputs are fetched as soon as a job is COMPLETED: base64 images are decoded
 chunk by chunk into storage, S3 URLs streamed.
 
@@ -55,7 +55,6 @@ PLACES: dict[str, Place] = {"IN_QUEUE": "pending", "IN_PROGRESS": "running", "RU
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".webp", ".gif", ".mov", ".mkv")
 # base64 characters per decoded chunk: a multiple of 4, about 64 KiB decoded.
 B64_CHUNK = 4 * 16 * 1024
-MAX_BACKOFF = 30.0
 # Worker counts /health reports.
 WORKER_STATES = ("idle", "initializing", "ready", "running", "throttled", "unhealthy")
 
@@ -64,8 +63,6 @@ WORKER_STATES = ("idle", "initializing", "ready", "running", "throttled", "unhea
 class Timeouts:
     connect: float = 5.0
     read: float = 30.0
-    poll_interval: float = 2.0
-    max_wait: float = 600.0
     # How long one call may wait out 429s (honouring Retry-After) before it gives up as rate_limited.
     rate_limit_wait: float = 5.0
 
@@ -273,9 +270,7 @@ def from_config(config: BackendConfig) -> RunPodProvider:
         config.base_url,
         config.endpoint_id,
         config.api_key,
-        timeouts=Timeouts(
-            connect=config.connect_timeout_s, read=config.read_timeout_s, poll_interval=config.poll_interval_s
-        ),
+        timeouts=Timeouts(connect=config.connect_timeout_s, read=config.read_timeout_s),
         max_output_bytes=config.max_output_bytes,
     )
 
@@ -292,7 +287,6 @@ class RunPodProvider:
         timeouts: Timeouts | None = None,
         max_output_bytes: int = 200 * 1024 * 1024,
         transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """`base_url` is the API base, https://api.runpod.ai/v2 for the cloud. The key is sent only
@@ -302,7 +296,6 @@ class RunPodProvider:
         self.endpoint_id = endpoint_id
         self.timeouts = timeouts or Timeouts()
         self.max_output_bytes = max_output_bytes
-        self._clock = clock
         self._sleep = sleep
         timeout = httpx.Timeout(self.timeouts.read, connect=self.timeouts.connect)
         self._http = httpx.Client(
@@ -488,44 +481,6 @@ class RunPodProvider:
             if exc.code in (ErrorCode.LOST, ErrorCode.CONFIG_INVALID):
                 return "unknown"
             raise
-
-    def events(self, handle: RemoteHandle) -> Iterator[ProgressEvent]:
-        """Poll /status until the job ends, backing off while RunPod is unreachable or rate limiting.
-
-        The studio's watcher polls through `outcome` for all renders at once; this
-        loop serves a caller that follows one job by itself.
-        """
-        deadline = self._clock() + self.timeouts.max_wait
-        delay = self.timeouts.poll_interval
-        last_place = ""
-        while True:
-            try:
-                status = self.status(handle)
-                delay = self.timeouts.poll_interval
-            except ProviderError as exc:
-                if exc.code not in (ErrorCode.UNAVAILABLE, ErrorCode.RATE_LIMITED):
-                    yield ProgressEvent(EventKind.FAILED, error=exc)
-                    return
-                delay = min(delay * 2, MAX_BACKOFF)
-            else:
-                end = outcome_of(status)
-                if end is not None:
-                    yield end
-                    return
-                if status.place != last_place:
-                    last_place = status.place
-                    yield ProgressEvent(EventKind.QUEUED if status.place == "pending" else EventKind.STARTED)
-            if self._clock() + delay > deadline:
-                self.cancel(handle)
-                yield ProgressEvent(
-                    EventKind.FAILED,
-                    error=ProviderError(
-                        ErrorCode.TIMEOUT,
-                        f"the job did not finish within {self.timeouts.max_wait:.0f} s; it was cancelled on RunPod",
-                    ),
-                )
-                return
-            self._sleep(delay)
 
     def recover_outputs(self, *, prefix: str, reported: list[RemoteOutput]) -> list[RemoteOutput]:
         # A job RunPod no longer knows has no files anywhere we could read.
