@@ -42,10 +42,10 @@ from generation.models import (
     Attempt,
     AttemptState,
     Backend,
-    BackendKind,
     JobState,
     RenderJob,
 )
+from generation.providers import registry
 from generation.providers.base import (
     ErrorCode,
     InputImage,
@@ -65,6 +65,7 @@ from generation.providers.checks import (
     ask,
     judge,
 )
+from generation.providers.registry import Follow
 from generation.workflow_binding import bind_workflow, targets_from_json
 from generation.workflow_validation import has_model, models_used
 from telemetry import recording
@@ -658,9 +659,9 @@ def attempt_check(attempt_id: int) -> CheckOutcome:
         telemetry["history_exit_reason"] = check.exit_reason
     _keep_counters(attempt.pk, telemetry)
     if found == CheckOutcome.DONE:
-        if not recovering and attempt.backend.kind == BackendKind.RUNPOD:
-            # RunPod may finish a job between two polls: it did run, so the job's
-            # timeline shows it running before its outputs are fetched.
+        if not recovering and registry.follow_of(attempt.backend.kind) == Follow.POLL:
+            # A polled backend (RunPod) may finish a job between two polls: it did run, so the
+            # job's timeline shows it running before its outputs are fetched.
             attempt_started(attempt.pk)
         attempt_finalize(attempt.pk, recovering=recovering)
     elif found == CheckOutcome.RUNNING:

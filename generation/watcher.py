@@ -9,8 +9,9 @@ fetched on a small thread pool, and the freed slot is filled at once. While a
 socket is down, and every few poll intervals while it is up, each render out on
 that backend is checked through /history and /queue (generation.attempts.attempt_check).
 The watcher also runs dispatch and reconcile rounds itself, so renders keep
-flowing while the broker is away. RunPod backends have no socket: one loop per
-backend polls /status for every render on it (RunPodWatch).
+flowing while the broker is away. Backends that push nothing (RunPod) have no
+socket: one loop per backend checks every render on it (PollWatch). Which a
+backend gets is its kind's registration (providers.registry.follow_of).
 
 Run exactly one watcher per studio: ComfyUI gives a client id's messages to the
 newest socket only.
@@ -33,11 +34,13 @@ from django.db import close_old_connections, connection
 
 from generation import attempts
 from generation.dispatch import dispatch_round
-from generation.models import Attempt, AttemptState, Backend, BackendKind
+from generation.models import Attempt, AttemptState, Backend
 from generation.nudge import DISPATCH_CHANNEL
+from generation.providers import registry
 from generation.providers.base import EventKind, ProgressEvent
 from generation.providers.checks import CheckOutcome, next_check_delay
 from generation.providers.comfyui_follow import SocketFollower
+from generation.providers.registry import Follow
 from generation.reconciler import reconcile
 from generation.services import backend_socket_changed, check_backends
 
@@ -179,9 +182,9 @@ class Watcher:
             task = self.backends.get(pk)
             if task is None or task.done():
                 follow = (
-                    RunPodWatch(self, pk).run()
-                    if kind == BackendKind.RUNPOD
-                    else BackendWatch(self, pk, url, client_id).run()
+                    BackendWatch(self, pk, url, client_id).run()
+                    if registry.follow_of(kind) == Follow.COMFYUI_SOCKET
+                    else PollWatch(self, pk).run()
                 )
                 self.backends[pk] = asyncio.create_task(follow)
 
@@ -303,10 +306,10 @@ class BackendWatch:
                 log.exception("checking attempt %s failed", attempt_id)
 
 
-class RunPodWatch:
-    """One RunPod backend. RunPod pushes nothing, so each render on it is asked about on /status
+class PollWatch:
+    """One backend that pushes nothing (RunPod): each render on it is checked (RunPod: /status)
     at its queue policy's poll interval, backing off (doubling, up to checks.MAX_BACKOFF) while the
-    endpoint is unreachable or rate limiting. One loop serves every render on the backend."""
+    backend is unreachable or rate limiting. One loop serves every render on the backend."""
 
     def __init__(self, watcher: Watcher, backend_id: int) -> None:
         self.watcher = watcher

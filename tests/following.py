@@ -8,7 +8,7 @@ events as BackendWatch receives them, and checks the renders a test is following
 `queue_place`, judges the answer, and a TIMEOUT cancels the render on the backend. What needs
 the database is left out: a forgotten render's outputs are not looked for (it ends as LOST).
 
-RunPod: `poll_until_done` polls one render as RunPodWatch does: a check on the poll interval,
+RunPod: `poll_until_done` polls one render as PollWatch does: a check on the poll interval,
 backing off with `checks.next_check_delay`.
 
 Both report what the watcher would do to the job as events: the socket's own (without
@@ -79,7 +79,7 @@ def check_once(
 def poll_until_done(
     provider: Provider, handle: RemoteHandle, *, poll_interval: float, max_wait: float
 ) -> list[ProgressEvent]:
-    """Check one render on its poll interval until a check ends it (RunPodWatch's loop)."""
+    """Check one render on its poll interval until a check ends it (PollWatch's loop)."""
     counters = CheckCounters()
     started = time.monotonic()
     delay: float | None = None

@@ -3,7 +3,7 @@
 RunPod assigns the job id, so it is known only once POST /run answers; the
 caller records it before anything waits, and a restarted worker asks /status
 for that id instead of submitting again. RunPod sends nothing unasked: the
-render watcher's RunPodWatch asks `outcome` (GET /status) for every RunPod
+render watcher's PollWatch asks `outcome` (GET /status) for every RunPod
 render at once, on the queue policy's interval (generation.providers.checks). Results expire 30 minutes after completion,
 so outputs are fetched as soon as a job is COMPLETED: base64 images are decoded
 chunk by chunk into storage, S3 URLs streamed.

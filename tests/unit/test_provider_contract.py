@@ -147,6 +147,9 @@ def test_a_kind_registered_by_a_test_is_what_provider_for_builds(fake_kind: str)
     assert isinstance(provider, FakeProvider) and provider.config is config
     assert isinstance(provider, Provider)
     assert fake_kind in registry.kinds() and not registry.uses_api_key(fake_kind)
+    # A kind that pushes nothing is polled by the render watcher (its PollWatch).
+    assert registry.follow_of(fake_kind) == registry.Follow.POLL
+    assert registry.follow_of("comfyui") == registry.Follow.COMFYUI_SOCKET
 
 
 def test_an_unregistered_kind_is_a_config_error_naming_the_backend(fake_kind: str) -> None:
@@ -167,7 +170,8 @@ def test_the_studio_builds_a_backends_provider_through_the_registry(
         built.append(config)
         return FakeProvider(config)
 
-    monkeypatch.setitem(registry._FACTORIES, BackendKind.COMFYUI.value, fake)
+    monkeypatch.setattr(registry, "_KINDS", dict(registry._KINDS))
+    registry.register(BackendKind.COMFYUI.value, fake, follow=registry.Follow.COMFYUI_SOCKET)
     policy = {"poll_interval_s": 0.5, "post_execution_timeout_s": 7, "max_wait_s": 60}
     with backend_providers.provider_for(backend, policy) as provider:
         assert isinstance(provider, FakeProvider)

@@ -31,7 +31,7 @@ from tests.following import poll_until_done
 from .conftest import Endpoint, example, s3_target, storyboard_workflow
 
 FAST = Timeouts(connect=2, read=10, rate_limit_wait=1)
-# The queue policy a job is followed under: RunPodWatch's poll interval and attempt_check's max wait.
+# The queue policy a job is followed under: PollWatch's poll interval and attempt_check's max wait.
 POLL_INTERVAL = 0.05
 MAX_WAIT = 15.0
 
