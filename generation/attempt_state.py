@@ -10,7 +10,6 @@ come through these functions.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -21,26 +20,6 @@ from generation.models import Attempt, AttemptState, JobState, RenderJob
 
 LIVE_STATES = (AttemptState.SUBMITTING, AttemptState.RUNNING)
 ENDED_STATES = (AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.LOST, AttemptState.CANCELLED)
-
-
-class CheckOutcome(enum.StrEnum):
-    """What asking a backend about an attempt found, and so what was done about it."""
-
-    ENDED = "ended"  # it had already ended here: nothing asked
-    CANCELLED = "cancelled"  # its job was cancelled: stopped on the backend
-    PENDING = "pending"  # waiting in the backend's queue
-    RUNNING = "running"
-    DONE = "done"  # finished: outputs fetched and stored
-    FAILED = "failed"
-    TIMEOUT = "timeout"  # past the policy's max wait or check limit
-    UNKNOWN = "unknown"  # the backend does not know it (once; twice makes it lost)
-    LOST = "lost"
-    UNREACHABLE = "unreachable"  # the backend did not answer
-    RATE_LIMITED = "rate_limited"
-
-    @property
-    def out_on_the_backend(self) -> bool:
-        return self in (CheckOutcome.PENDING, CheckOutcome.RUNNING, CheckOutcome.DONE)
 
 
 def attempt_mark_running(attempt_id: int, *, at: datetime, remote_handle: str | None = None) -> bool:

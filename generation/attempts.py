@@ -25,17 +25,16 @@ from django.db.models import Max
 from django.utils import timezone
 
 from generation import attempt_telemetry, services
-from generation.api_keys import api_key_of
 from generation.artifact_check import expected_frames, inspect_image
 from generation.attempt_state import (
     LIVE_STATES,
-    CheckOutcome,
     attempt_end,
     attempt_keep_telemetry,
     attempt_mark_running,
     attempt_mark_started,
     attempt_note_outputs,
 )
+from generation.backend_providers import provider_for
 from generation.models import (
     IN_FLIGHT_STATES,
     TERMINAL_STATES,
@@ -43,22 +42,30 @@ from generation.models import (
     Attempt,
     AttemptState,
     Backend,
-    BackendKind,
     JobState,
     RenderJob,
 )
+from generation.providers import registry
 from generation.providers.base import (
     ErrorCode,
     InputImage,
+    Provider,
     ProviderError,
     RemoteHandle,
     RemoteOutput,
     RenderRequest,
     RetryClass,
 )
-from generation.providers.comfyui import ComfyUIProvider, Timeouts
-from generation.providers.runpod import RunPodProvider
-from generation.providers.runpod import Timeouts as RunPodTimeouts
+from generation.providers.checks import (
+    Answer,
+    CheckCounters,
+    CheckLimits,
+    CheckOutcome,
+    RenderCheck,
+    ask,
+    judge,
+)
+from generation.providers.registry import Follow
 from generation.workflow_binding import bind_workflow, targets_from_json
 from generation.workflow_validation import has_model, models_used
 
@@ -68,42 +75,6 @@ RATE_LIMIT_PAUSE = timedelta(seconds=30)
 # Waits between fetches of an output the server is still writing.
 COMPLETE_FIRST_PAUSE = 0.25
 COMPLETE_MAX_PAUSE = 2.0
-
-
-Provider = ComfyUIProvider | RunPodProvider
-
-
-def provider_for(backend: Backend, policy: dict[str, Any] | None = None) -> Provider:
-    policy = policy or {}
-    poll_interval = float(policy.get("poll_interval_s", settings.RENDER_POLL_INTERVAL))
-    max_wait = float(policy.get("max_wait_s", settings.RENDER_MAX_WAIT))
-    if backend.kind == BackendKind.RUNPOD:
-        return RunPodProvider(
-            backend.base_url,
-            backend.endpoint_id,
-            api_key_of(backend),
-            timeouts=RunPodTimeouts(
-                connect=settings.RENDER_CONNECT_TIMEOUT, poll_interval=poll_interval, max_wait=max_wait
-            ),
-            max_output_bytes=settings.ARTIFACT_MAX_BYTES,
-        )
-    if backend.kind != BackendKind.COMFYUI:
-        raise ProviderError(
-            ErrorCode.CONFIG_INVALID, f"backend {backend.name} is a {backend.kind} backend, not yet supported"
-        )
-    return ComfyUIProvider(
-        backend.base_url,
-        client_id=backend.watch_client_id,
-        listen=False,  # the render watcher holds this client id's socket
-        timeouts=Timeouts(
-            connect=settings.RENDER_CONNECT_TIMEOUT,
-            poll_interval=poll_interval,
-            max_wait=max_wait,
-            post_execution=float(
-                policy.get("post_execution_timeout_s", settings.RENDER_POST_EXECUTION_TIMEOUT)
-            ),
-        ),
-    )
 
 
 def handle_of(attempt: Attempt) -> RemoteHandle:
@@ -313,8 +284,8 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False, recovering: bool
                     output_wait_s=exc.detail["waited_s"],
                 ),
             )
-        if exc.code == ErrorCode.OUTPUT_INVALID and isinstance(provider, RunPodProvider):
-            # Keep what RunPod answered (long base64 cut) for the attempt's record.
+        if exc.code == ErrorCode.OUTPUT_INVALID and provider is not None and provider.last_answer is not None:
+            # Keep what the backend answered (RunPod: long base64 cut) for the attempt's record.
             exc.detail.setdefault("response", provider.last_answer)
         attempt_failed(attempt, exc)
         return
@@ -374,12 +345,9 @@ def attempt_outputs_reported(attempt_id: int, outputs: tuple[RemoteOutput, ...])
 
 
 def _remote_facts(provider: Provider) -> dict[str, Any]:
-    """What the backend itself reported about the run: RunPod's delayTime and executionTime (ms)."""
-    return (
-        {"runpod": dict(provider.telemetry)}
-        if isinstance(provider, RunPodProvider) and provider.telemetry
-        else {}
-    )
+    """What the backend itself reported about the run, under its kind (RunPod's delayTime and
+    executionTime in ms go under "runpod", where generation.attempt_telemetry reads them)."""
+    return {provider.kind: dict(provider.telemetry)} if provider.telemetry else {}
 
 
 def _store_complete(
@@ -637,16 +605,13 @@ def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- checking on a render ----------------------------------------------------------
-UNKNOWN_STRIKES = 2  # absent from /history and /queue this many checks in a row: the server forgot it
-FAILED_POLLS = 3  # unreachable this many checks in a row: the backend is gone
-
-
 def attempt_check(attempt_id: int) -> CheckOutcome:
     """Ask the backend how an attempt stands and act on the answer; returns what was found.
 
     The watcher calls this on its poll interval and after every reconnect, the
     reconciler for whatever the watcher missed. The counters live on the attempt,
-    so either may pick up where the other left off.
+    so either may pick up where the other left off. What an answer means is decided
+    in `generation.providers.checks` (pure), which the conformance suite drives too.
     """
     attempt = Attempt.objects.select_related("backend", "job").get(pk=attempt_id)
     if attempt.state not in LIVE_STATES:
@@ -655,90 +620,56 @@ def attempt_check(attempt_id: int) -> CheckOutcome:
         attempt_cancel_remote(attempt)
         return CheckOutcome.CANCELLED
     telemetry = dict(attempt.telemetry)
-    telemetry["history_attempts"] = telemetry.get("history_attempts", 0) + 1
+    counters = CheckCounters(
+        history_attempts=int(telemetry.get("history_attempts", 0)),
+        failed_polls=int(telemetry.get("failed_polls", 0)),
+        unknown_checks=int(telemetry.get("unknown_checks", 0)),
+    )
     policy = attempt.policy or {}
-    found = _ask_backend(attempt, telemetry)
-    if found in (
-        CheckOutcome.PENDING,
-        CheckOutcome.RUNNING,
-        CheckOutcome.UNREACHABLE,
-        CheckOutcome.RATE_LIMITED,
-    ):
-        limit = int(policy.get("max_poll_attempts") or 0)
-        waited = (timezone.now() - (attempt.submitted_at or attempt.created_at)).total_seconds()
-        max_wait = float(policy.get("max_wait_s", settings.RENDER_MAX_WAIT))
-        if waited > max_wait or (limit and telemetry["history_attempts"] >= limit):
-            reason = "maxWait" if waited > max_wait else "attemptLimit"
-            telemetry["history_exit_reason"] = reason
-            _keep_counters(attempt.pk, telemetry)
-            attempt_cancel_remote_quietly(attempt)
-            attempt_failed(
-                attempt,
-                ProviderError(
-                    ErrorCode.TIMEOUT,
-                    f"the render did not finish within {max_wait:.0f} s"
-                    if reason == "maxWait"
-                    else f"the render did not finish within {limit} checks",
-                ),
-            )
-            return CheckOutcome.TIMEOUT
-    _keep_counters(attempt.pk, telemetry)
-    return found
-
-
-def _ask_backend(attempt: Attempt, telemetry: dict[str, Any]) -> CheckOutcome:
-    handle = handle_of(attempt)
+    answer: Answer | ProviderError
     try:
-        with provider_for(attempt.backend, attempt.policy) as provider:
-            outcome = provider.outcome(handle)
-            place = "done" if outcome is not None else provider.queue_place(handle)
+        with provider_for(attempt.backend, policy) as provider:
+            answer = ask(provider, handle_of(attempt))
             telemetry.update(_remote_facts(provider))
     except ProviderError as exc:
-        if exc.code == ErrorCode.RATE_LIMITED:
-            # Asked to slow down, not gone: the caller backs off and asks again.
-            return CheckOutcome.RATE_LIMITED
-        telemetry["failed_polls"] = telemetry.get("failed_polls", 0) + 1
-        if telemetry["failed_polls"] >= FAILED_POLLS or exc.code == ErrorCode.AUTH_FAILED:
-            _keep_counters(attempt.pk, telemetry)
-            attempt_failed(attempt, exc)
-            return CheckOutcome.FAILED
-        return CheckOutcome.UNREACHABLE
-    telemetry["failed_polls"] = 0
-    if outcome is not None:
-        telemetry["history_exit_reason"] = "success" if outcome.error is None else "failed"
-        _keep_counters(attempt.pk, telemetry)
-        if outcome.error is None:
-            if attempt.backend.kind == BackendKind.RUNPOD:
-                # RunPod may finish a job between two polls: it did run, so the job's
-                # timeline shows it running before its outputs are fetched.
-                attempt_started(attempt.pk)
-            attempt_finalize(attempt.pk)
-            return CheckOutcome.DONE
-        attempt_failed(attempt, outcome.error)
-        return CheckOutcome.FAILED
-    if place == "unknown" and attempt.state == AttemptState.RUNNING:
-        telemetry["unknown_checks"] = telemetry.get("unknown_checks", 0) + 1
-        if telemetry["unknown_checks"] >= UNKNOWN_STRIKES:
-            if _outputs_survived(attempt):
-                telemetry["history_exit_reason"] = "success"
-                _keep_counters(attempt.pk, telemetry)
-                attempt_finalize(attempt.pk, recovering=True)
-                return CheckOutcome.DONE
-            telemetry["history_exit_reason"] = "unknown"
-            _keep_counters(attempt.pk, telemetry)
-            attempt_failed(
-                attempt,
-                ProviderError(
-                    ErrorCode.LOST,
-                    f"{attempt.backend.name} no longer knows this render (it restarted or its queue was cleared)",
-                ),
-            )
-            return CheckOutcome.LOST
-        return CheckOutcome.UNKNOWN
-    telemetry["unknown_checks"] = 0
-    if place == "running":
+        answer = exc
+    check = judge(
+        answer,
+        counters,
+        submitted=attempt.state == AttemptState.RUNNING,
+        waited_s=(timezone.now() - (attempt.submitted_at or attempt.created_at)).total_seconds(),
+        limits=CheckLimits(
+            max_wait_s=float(policy.get("max_wait_s", settings.RENDER_MAX_WAIT)),
+            max_polls=int(policy.get("max_poll_attempts") or 0),
+        ),
+        backend=attempt.backend.name,
+    )
+    telemetry.update(
+        history_attempts=counters.history_attempts,
+        failed_polls=counters.failed_polls,
+        unknown_checks=counters.unknown_checks,
+    )
+    recovering = check.found == CheckOutcome.LOST and _outputs_survived(attempt)
+    if recovering:
+        # Forgotten by a restarted server, but its files are still there: fetched, not run again.
+        check = RenderCheck(CheckOutcome.DONE, exit_reason="success")
+    found = check.found
+    if check.exit_reason is not None:
+        telemetry["history_exit_reason"] = check.exit_reason
+    _keep_counters(attempt.pk, telemetry)
+    if found == CheckOutcome.DONE:
+        if not recovering and registry.follow_of(attempt.backend.kind) == Follow.POLL:
+            # A polled backend (RunPod) may finish a job between two polls: it did run, so the
+            # job's timeline shows it running before its outputs are fetched.
+            attempt_started(attempt.pk)
+        attempt_finalize(attempt.pk, recovering=recovering)
+    elif found == CheckOutcome.RUNNING:
         attempt_started(attempt.pk)
-    return CheckOutcome(place)
+    elif check.error is not None:
+        if found == CheckOutcome.TIMEOUT:
+            attempt_cancel_remote_quietly(attempt)
+        attempt_failed(attempt, check.error)
+    return found
 
 
 def _outputs_survived(attempt: Attempt) -> bool:

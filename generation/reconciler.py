@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from generation import services
-from generation.attempt_state import LIVE_STATES, CheckOutcome, attempt_mark_running
+from generation.attempt_state import LIVE_STATES, attempt_mark_running
 from generation.attempts import (
     attempt_cancel_remote,
     attempt_check,
@@ -28,6 +28,7 @@ from generation.attempts import (
 from generation.dispatch import dispatch_round, expire_pinned_waits
 from generation.models import Attempt, AttemptState, JobState, RenderJob
 from generation.providers.base import ErrorCode, ProviderError
+from generation.providers.checks import CheckOutcome
 
 log = logging.getLogger(__name__)
 

@@ -2,13 +2,16 @@
 
 Renders are submitted under each backend's own client id, so one WebSocket per
 backend carries the messages of all of them; no process or thread waits per
-job. Progress goes to the job as it comes. When a render ends, the outputs are
+job. That socket's loop is generation.providers.comfyui_follow.SocketFollower
+(pure); BackendWatch here says what its events and checks mean for the
+database. Progress goes to the job as it comes. When a render ends, the outputs are
 fetched on a small thread pool, and the freed slot is filled at once. While a
 socket is down, and every few poll intervals while it is up, each render out on
 that backend is checked through /history and /queue (generation.attempts.attempt_check).
 The watcher also runs dispatch and reconcile rounds itself, so renders keep
-flowing while the broker is away. RunPod backends have no socket: one loop per
-backend polls /status for every render on it (RunPodWatch).
+flowing while the broker is away. Backends that push nothing (RunPod) have no
+socket: one loop per backend checks every render on it (PollWatch). Which a
+backend gets is its kind's registration (providers.registry.follow_of).
 
 Run exactly one watcher per studio: ComfyUI gives a client id's messages to the
 newest socket only.
@@ -26,18 +29,18 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-import websockets
 from django.conf import settings
 from django.db import close_old_connections, connection
 
 from generation import attempts
-from generation.attempt_state import CheckOutcome
 from generation.dispatch import dispatch_round
-from generation.models import Attempt, AttemptState, Backend, BackendKind
+from generation.models import Attempt, AttemptState, Backend
 from generation.nudge import DISPATCH_CHANNEL
-from generation.providers.base import EventKind
-from generation.providers.comfyui import SOCKET_UP_POLL_FACTOR, parse_message, ws_url
-from generation.providers.url_policy import COMFYUI, UrlRefused, check_url, connect_checked
+from generation.providers import registry
+from generation.providers.base import EventKind, ProgressEvent
+from generation.providers.checks import CheckOutcome, next_check_delay
+from generation.providers.comfyui_follow import SocketFollower
+from generation.providers.registry import Follow
 from generation.reconciler import reconcile
 from generation.services import backend_socket_changed, check_backends
 
@@ -46,7 +49,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 PROGRESS_MIN_INTERVAL = 0.2
 BACKENDS_REFRESH = 2.0
-MAX_BACKOFF = 30.0
 SOCKET_RETRY_MAX = 1.0
 
 
@@ -180,80 +182,38 @@ class Watcher:
             task = self.backends.get(pk)
             if task is None or task.done():
                 follow = (
-                    RunPodWatch(self, pk).run()
-                    if kind == BackendKind.RUNPOD
-                    else BackendWatch(self, pk, url, client_id).run()
+                    BackendWatch(self, pk, url, client_id).run()
+                    if registry.follow_of(kind) == Follow.COMFYUI_SOCKET
+                    else PollWatch(self, pk).run()
                 )
                 self.backends[pk] = asyncio.create_task(follow)
 
 
 class BackendWatch:
-    """One backend: its socket, and the checks that back it up."""
+    """One ComfyUI backend: its socket and checks (`SocketFollower`), and what they mean here.
+
+    The follower hands over each frame about a prompt, the socket going up or down, and the
+    moments to check; this adapter finds the prompt's attempt and calls the services."""
 
     def __init__(self, watcher: Watcher, backend_id: int, base_url: str, client_id: str) -> None:
         self.watcher = watcher
         self.backend_id = backend_id
-        self.base_url = base_url
-        self.client_id = client_id
-        self.connected = False
-        self.check_now = asyncio.Event()
+        self.follower = SocketFollower(
+            base_url,
+            client_id,
+            on_event=self._on_event,
+            on_socket=self._record_socket,
+            on_check=self._check,
+            poll_interval=settings.RENDER_POLL_INTERVAL,
+            connect_timeout=settings.RENDER_CONNECT_TIMEOUT,
+        )
         self.attempt_ids: dict[str, int] = {}
         self.last_progress: dict[int, float] = {}
         self.finishing: set[int] = set()
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        poller = asyncio.create_task(self._poll())
-        try:
-            await self._follow_socket()
-        finally:
-            poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
-
-    async def _follow_socket(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                # The address is resolved and checked before the socket opens (url_policy.COMFYUI).
-                target = check_url(self.base_url, COMFYUI)
-                sock = await asyncio.to_thread(
-                    connect_checked,
-                    target.host,
-                    target.port,
-                    COMFYUI,
-                    timeout=settings.RENDER_CONNECT_TIMEOUT,
-                )
-                try:
-                    async with websockets.connect(
-                        ws_url(self.base_url, self.client_id),
-                        sock=sock,
-                        open_timeout=settings.RENDER_CONNECT_TIMEOUT,
-                        max_size=64 * 1024 * 1024,
-                        max_queue=None,
-                        close_timeout=1,
-                    ) as socket:
-                        self.connected = True
-                        delay = 0.5
-                        await self._record_socket(True)
-                        self.check_now.set()  # ComfyUI replays nothing: resync from /history at once
-                        async for message in socket:
-                            await self._on_message(message)
-                finally:
-                    sock.close()
-            except asyncio.CancelledError:
-                raise
-            except UrlRefused as refused:
-                log.warning("backend %s socket refused: %s", self.base_url, refused.message)
-            except Exception as exc:
-                log.info("backend %s socket: %s; following /history", self.base_url, exc.__class__.__name__)
-            if self.connected:
-                await self._record_socket(False)
-            self.connected = False
-            self.check_now.set()
-            await asyncio.sleep(delay)
-            # Knocking once a second costs a refused connection; a backend that restarted is
-            # back in use within that second, and its renders resync at once.
-            delay = min(delay * 2, SOCKET_RETRY_MAX)
+        await self.follower.run()
 
     async def _record_socket(self, connected: bool) -> None:
         await self.watcher.db(lambda: backend_socket_changed(backend_id=self.backend_id, connected=connected))
@@ -270,13 +230,7 @@ class BackendWatch:
             self.attempt_ids[prompt_id] = found
         return found
 
-    async def _on_message(self, message: str | bytes) -> None:
-        parsed = parse_message(message)
-        if parsed is None:
-            return
-        prompt_id, event = parsed
-        if prompt_id is None:
-            return
+    async def _on_event(self, prompt_id: str, event: ProgressEvent) -> None:
         attempt_id = await self._attempt_id(prompt_id)
         if attempt_id is None or attempt_id in self.finishing:
             return
@@ -334,34 +288,28 @@ class BackendWatch:
         self.tasks.add(task)  # a reference, or the loop may drop the task mid-fetch
         task.add_done_callback(self.tasks.discard)
 
-    async def _poll(self) -> None:
-        while True:
-            interval = settings.RENDER_POLL_INTERVAL * (SOCKET_UP_POLL_FACTOR if self.connected else 1)
-            try:
-                await asyncio.wait_for(self.check_now.wait(), interval)
-            except TimeoutError:
-                pass
-            self.check_now.clear()
-            out = await self.watcher.db(
-                lambda: list(
-                    Attempt.objects.filter(
-                        backend_id=self.backend_id, state=AttemptState.RUNNING
-                    ).values_list("pk", flat=True)
+    async def _check(self) -> None:
+        """Ask the backend about every render out on it (the follower says when)."""
+        out = await self.watcher.db(
+            lambda: list(
+                Attempt.objects.filter(backend_id=self.backend_id, state=AttemptState.RUNNING).values_list(
+                    "pk", flat=True
                 )
             )
-            for attempt_id in out:
-                if attempt_id in self.finishing:
-                    continue
-                try:
-                    await self.watcher.db(attempts.attempt_check, attempt_id)
-                except Exception:
-                    log.exception("checking attempt %s failed", attempt_id)
+        )
+        for attempt_id in out:
+            if attempt_id in self.finishing:
+                continue
+            try:
+                await self.watcher.db(attempts.attempt_check, attempt_id)
+            except Exception:
+                log.exception("checking attempt %s failed", attempt_id)
 
 
-class RunPodWatch:
-    """One RunPod backend. RunPod pushes nothing, so each render on it is asked about on /status
-    at its queue policy's poll interval, backing off (doubling, up to MAX_BACKOFF) while the
-    endpoint is unreachable or rate limiting. One loop serves every render on the backend."""
+class PollWatch:
+    """One backend that pushes nothing (RunPod): each render on it is checked (RunPod: /status)
+    at its queue policy's poll interval, backing off (doubling, up to checks.MAX_BACKOFF) while the
+    backend is unreachable or rate limiting. One loop serves every render on the backend."""
 
     def __init__(self, watcher: Watcher, backend_id: int) -> None:
         self.watcher = watcher
@@ -397,17 +345,8 @@ class RunPodWatch:
             except Exception:
                 log.exception("checking attempt %s failed", attempt_id)
                 found = CheckOutcome.UNREACHABLE
-            if found in (CheckOutcome.UNREACHABLE, CheckOutcome.RATE_LIMITED):
-                delay = min(max(self.delay.get(attempt_id, interval) * 2, interval), MAX_BACKOFF)
-            else:
-                delay = interval
-            ended = ended or found in (
-                CheckOutcome.DONE,
-                CheckOutcome.FAILED,
-                CheckOutcome.LOST,
-                CheckOutcome.TIMEOUT,
-                CheckOutcome.CANCELLED,
-            )
+            delay = next_check_delay(found, interval=interval, previous=self.delay.get(attempt_id))
+            ended = ended or found.ends_the_render
             self.delay[attempt_id] = delay
             self.next_check[attempt_id] = time.monotonic() + delay
         if ended:

@@ -11,7 +11,7 @@ import enum
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 
 class ErrorCode(enum.StrEnum):
@@ -184,20 +184,117 @@ class BackendHealth:
     devices: list[dict[str, Any]] = field(default_factory=list)
 
 
+# Where a render is on its backend, as `Provider.locate` and `Provider.queue_place` say.
+Place = Literal["pending", "running", "done", "unknown"]
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Everything a provider is built from: the backend's row and the queue policy in force, as
+    plain values (the studio's Django side fills it in; `generation.providers.registry` builds)."""
+
+    kind: str
+    name: str
+    base_url: str
+    # RunPod: the endpoint id in /v2/{endpoint}/…
+    endpoint_id: str = ""
+    # Sent only as the Authorization header; never shown (repr=False keeps it out of logs).
+    api_key: str = field(default="", repr=False)
+    # ComfyUI: the client id prompts are sent under; the render watcher's socket holds it.
+    client_id: str = ""
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    poll_interval_s: float = 2.0
+    post_execution_timeout_s: float = 30.0
+    max_output_bytes: int = 200 * 1024 * 1024
+
+
+@runtime_checkable
 class Provider(Protocol):
-    def submit(self, request: RenderRequest) -> RemoteHandle: ...
+    """One render backend, as the studio uses it. Every method that talks to the backend raises
+    nothing but `ProviderError` (with a code from `ErrorCode`); each says which codes it uses for
+    what. A provider is a context manager: leaving it closes its connections.
 
-    def events(self, handle: RemoteHandle) -> Iterator[ProgressEvent]: ...
+    A provider does not follow renders: that is the render watcher's loop, which asks `outcome`
+    and `queue_place` through `generation.providers.checks` and, for ComfyUI, listens on one
+    socket per backend (`generation.providers.comfyui_follow`).
+    """
 
-    def outputs(self, handle: RemoteHandle) -> list[RemoteOutput]: ...
+    # The backend kind it speaks ("comfyui", "runpod"): the key it is registered under.
+    kind: str
+    # What went wrong on the way and how it was worked around (a retried 429, a socket that
+    # dropped); they go into the attempt's telemetry record as fallback notes.
+    fallback_notes: list[str]
+    # What the backend itself reported about the last render it was asked about (RunPod:
+    # runpod_status, delay_ms, execution_ms, worker_id); empty where it reports nothing.
+    telemetry: dict[str, Any]
+    # The last answer about a render, bounded (`excerpt`), kept with an OUTPUT_INVALID failure
+    # so staff can see what came back; None where there is nothing worth keeping.
+    last_answer: Any
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def close(self) -> None:
+        """Close its connections; never raises."""
+        ...
+
+    def submit(self, request: RenderRequest) -> RemoteHandle:
+        """Send the render; the handle it returns is recorded before anything waits on it.
+
+        Refusals: WORKFLOW_REJECTED, MISSING_NODE, MISSING_MODEL (naming node and input),
+        AUTH_FAILED, RATE_LIMITED, CONFIG_INVALID. UNAVAILABLE or TIMEOUT with
+        `detail["sent"] is False` means the request never left; without it, the backend may have
+        the render, and `locate` tells before anything is sent again.
+        """
+        ...
+
+    def locate(self, handle: RemoteHandle) -> Place:
+        """Where the render is now; "unknown" when the backend never had it or forgot it.
+        UNAVAILABLE (and the other transport codes) when the backend cannot tell."""
+        ...
+
+    def outcome(self, handle: RemoteHandle) -> ProgressEvent | None:
+        """How the render ended: FINISHED (its outputs can be listed), FAILED with the render's
+        own error (EXECUTION_FAILED, OUT_OF_MEMORY, CANCELLED, TIMEOUT, LOST, …), or None while
+        it has not ended. Raises when the backend cannot be asked (UNAVAILABLE, RATE_LIMITED,
+        AUTH_FAILED, CONFIG_INVALID)."""
+        ...
+
+    def queue_place(self, handle: RemoteHandle) -> Place:
+        """Where a render that has not ended waits: "pending", "running", or "unknown" when the
+        backend does not list it. Asked right after `outcome` returned None; raises like it."""
+        ...
+
+    def outputs(self, handle: RemoteHandle) -> list[RemoteOutput]:
+        """Every file a finished render produced, waiting out the short race between the end
+        signal and the outputs being readable (up to the post-execution timeout). LOST when the
+        backend has no record of the render, OUTPUT_INVALID when it ended without outputs or
+        names one unsafely."""
+        ...
 
     def recover_outputs(self, *, prefix: str, reported: list[RemoteOutput]) -> list[RemoteOutput]:
         """The files a render wrote that the backend still serves, when it no longer remembers the
-        render itself (a restart): those its messages reported, and those under its own prefix."""
+        render itself (a restart): those its messages reported, and those under its own prefix.
+        An empty list means the render must run again."""
         ...
 
-    def fetch(self, output: RemoteOutput) -> AbstractContextManager[Iterator[bytes]]: ...
+    def fetch(self, output: RemoteOutput) -> AbstractContextManager[Iterator[bytes]]:
+        """The output's bytes as a stream of chunks, never the whole file in memory.
+        OUTPUT_INVALID when the backend will not serve it, UNAVAILABLE when the transfer breaks."""
+        ...
 
-    def cancel(self, handle: RemoteHandle) -> None: ...
+    def cancel(self, handle: RemoteHandle) -> None:
+        """Stop the render wherever it is (waiting or running); nothing when it has ended."""
+        ...
 
-    def health(self) -> BackendHealth: ...
+    def health(self) -> BackendHealth:
+        """How the backend is: reachable or not with a short reason, queue depth, GPU devices.
+        Never raises for an unreachable backend: that is an answer."""
+        ...
+
+    def object_info(self) -> dict[str, Any]:
+        """The node catalogue (ComfyUI's /object_info); CONFIG_INVALID where the backend kind
+        has none (RunPod serverless)."""
+        ...

@@ -1,9 +1,11 @@
-"""ComfyUI over HTTP and WebSocket. Pure Python, no Django.
+"""ComfyUI over HTTP, and the meaning of its WebSocket frames. Pure Python, no Django.
 
 The attempt's UUID is sent as the prompt_id, so the handle is known before the
 request leaves and a restarted worker can look for it in /queue and /history
-instead of rendering twice. Progress follows the WebSocket; /history is the
-ground truth and the fallback whenever the socket is silent or gone.
+instead of rendering twice. Prompts go under the backend's client id; the one
+socket per backend that carries their messages is followed by
+`comfyui_follow.SocketFollower` (frames read with `parse_message` here), and
+/history and /queue are the ground truth it falls back on.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
-from websockets.exceptions import ConnectionClosed, WebSocketException
-from websockets.sync.client import ClientConnection, connect
 
 from generation.providers.base import (
+    BackendConfig,
     BackendHealth,
     ErrorCode,
     EventKind,
+    Place,
     ProgressEvent,
     ProviderError,
     RemoteHandle,
@@ -39,17 +41,12 @@ from generation.providers.base import (
     excerpt,
     plain,
 )
-from generation.providers.url_policy import COMFYUI, GuardedTransport, Resolver, check_url, connect_checked
+from generation.providers.url_policy import COMFYUI, GuardedTransport, Resolver, check_url
 from generation.workflow_validation import MODEL_INPUTS
 
 log = logging.getLogger(__name__)
 
 KIND = "comfyui"
-# While the socket is up /history is read this many poll intervals apart, as a safety net.
-SOCKET_UP_POLL_FACTOR = 5
-MAX_RECONNECT_DELAY = 30.0
-# Consecutive failed reads of /history before the backend counts as gone.
-MAX_POLL_FAILURES = 3
 OUTPUT_KINDS = {"images": "image", "gifs": "video", "videos": "video", "audio": "audio", "text": "text"}
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".webp", ".gif", ".mov", ".mkv")
 PREVIEW_IMAGE_TYPES = {1: "image/jpeg", 2: "image/png"}
@@ -64,8 +61,8 @@ VERSION = re.compile(r"[0-9A-Za-z.+-]{1,40}")
 class Timeouts:
     connect: float = 5.0
     read: float = 30.0
+    # How often `outputs` reads /history while waiting for them (at most every 0.25 s).
     poll_interval: float = 2.0
-    max_wait: float = 600.0
     post_execution: float = 30.0
 
 
@@ -300,7 +297,24 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+def from_config(config: BackendConfig) -> ComfyUIProvider:
+    """The provider for a ComfyUI backend: prompts go under the backend's client id, whose
+    socket the render watcher holds."""
+    return ComfyUIProvider(
+        config.base_url,
+        client_id=config.client_id or None,
+        timeouts=Timeouts(
+            connect=config.connect_timeout_s,
+            read=config.read_timeout_s,
+            poll_interval=config.poll_interval_s,
+            post_execution=config.post_execution_timeout_s,
+        ),
+    )
+
+
 class ComfyUIProvider:
+    kind = KIND
+
     def __init__(
         self,
         base_url: str,
@@ -309,21 +323,18 @@ class ComfyUIProvider:
         client_id: str | None = None,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
-        listen: bool = True,
         resolver: Resolver | None = None,
     ) -> None:
-        """`listen=False` for a client that submits under a client id whose socket someone
-        else holds (the render watcher): connecting would take that socket's messages away.
+        """Prompts are submitted under `client_id`; the socket that gets their messages is not
+        the provider's but its follower's (the render watcher's `SocketFollower`).
 
         The URL is checked now and every connection's address when it is made
         (url_policy.COMFYUI): no link-local or metadata address, however spelled or resolved."""
         self.base_url = base_url.rstrip("/")
-        self._target = check_url(self.base_url, COMFYUI)
-        self._resolver = resolver
+        check_url(self.base_url, COMFYUI)
         self.timeouts = timeouts or Timeouts()
         self.client_id = client_id or f"storycore-{uuid.uuid4().hex}"
         self._clock = clock
-        self._listen = listen
         self._http = httpx.Client(
             base_url=self.base_url,
             verify=_tls_context(),
@@ -331,17 +342,13 @@ class ComfyUIProvider:
             transport=transport or GuardedTransport(COMFYUI, verify=_tls_context(), resolver=resolver),
             follow_redirects=False,
         )
-        self._socket: ClientConnection | None = None
-        self._reconnect_at = 0.0
-        self._reconnect_delay = 0.0
-        # Prompts this client submitted: only their messages reach our socket.
-        self._submitted: set[str] = set()
-        self._executing: str | None = None
         self.fallback_notes: list[str] = []
+        # ComfyUI reports nothing about a run beyond its messages and /history.
+        self.telemetry: dict[str, Any] = {}
+        self.last_answer: Any = None
 
     # -- plumbing ---------------------------------------------------------
     def close(self) -> None:
-        self._close_socket()
         self._http.close()
 
     def __enter__(self) -> ComfyUIProvider:
@@ -385,52 +392,6 @@ class ComfyUIProvider:
                 ErrorCode.UNAVAILABLE, f"ComfyUI sent a body that is not JSON for {what}"
             ) from exc
 
-    def _open_socket(self) -> ClientConnection | None:
-        """The socket, connecting if it is closed and the reconnect backoff allows."""
-        if self._socket is not None:
-            return self._socket
-        if self._clock() < self._reconnect_at:
-            return None
-        try:
-            # Connected here, to an address the policy allows; UrlRefused is not caught.
-            sock = connect_checked(
-                self._target.host,
-                self._target.port,
-                COMFYUI,
-                timeout=self.timeouts.connect,
-                resolver=self._resolver,
-            )
-            self._socket = connect(
-                ws_url(self.base_url, self.client_id),
-                sock=sock,
-                open_timeout=self.timeouts.connect,
-                max_size=64 * 1024 * 1024,
-                # Unread frames must never stall the reader thread, or close() waits for a
-                # close frame it cannot read; and closing never takes long.
-                max_queue=None,
-                close_timeout=1,
-            )
-            self._reconnect_delay = 0.0
-        except (OSError, WebSocketException, TimeoutError) as exc:
-            self._note(f"websocket unavailable ({exc.__class__.__name__}); following /history")
-            self._socket = None
-            self._reconnect_delay = min(max(0.5, self._reconnect_delay * 2), MAX_RECONNECT_DELAY)
-            self._reconnect_at = self._clock() + self._reconnect_delay
-        return self._socket
-
-    def _close_socket(self) -> None:
-        if self._socket is not None:
-            try:
-                self._socket.close()
-            except (OSError, WebSocketException):
-                pass
-            self._socket = None
-
-    def _note(self, note: str) -> None:
-        if note not in self.fallback_notes:
-            self.fallback_notes.append(note)
-            log.info("ComfyUI %s: %s", self.base_url, note)
-
     # -- the contract -----------------------------------------------------
     def upload_image(self, name: str, content: bytes, *, subfolder: str = "", overwrite: bool = False) -> str:
         """Upload an input image; returns the value for a LoadImage `image` input."""
@@ -449,9 +410,6 @@ class ComfyUIProvider:
         return f"{folder}/{stored}" if folder else stored
 
     def submit(self, request: RenderRequest) -> RemoteHandle:
-        # Open the socket first: ComfyUI replays nothing to a socket that connects mid-run.
-        if self._listen:
-            self._open_socket()
         workflow = request.workflow
         if request.images:
             workflow = copy.deepcopy(workflow)
@@ -488,9 +446,7 @@ class ComfyUIProvider:
             log.warning(
                 "ComfyUI %s assigned prompt_id %s instead of %s", self.base_url, prompt_id, request.attempt_id
             )
-        handle = RemoteHandle(backend_kind=KIND, remote_id=prompt_id or request.attempt_id)
-        self._submitted.add(handle.remote_id)
-        return handle
+        return RemoteHandle(backend_kind=KIND, remote_id=prompt_id or request.attempt_id)
 
     def object_info(self) -> dict[str, Any]:
         """The server's node catalogue: every class_type with its inputs and their allowed values."""
@@ -499,15 +455,16 @@ class ComfyUIProvider:
             raise ProviderError(ErrorCode.UNAVAILABLE, "ComfyUI sent an object_info that is not an object")
         return data
 
-    def locate(self, handle: RemoteHandle) -> str:
+    def locate(self, handle: RemoteHandle) -> Place:
         """Where the prompt is now: 'pending', 'running', 'done' or 'unknown' (never seen, or lost in a restart)."""
         if self.history(handle) is not None:
             return "done"
         return self.queue_place(handle)
 
-    def queue_place(self, handle: RemoteHandle) -> str:
+    def queue_place(self, handle: RemoteHandle) -> Place:
         queue = self._json(self._request("GET", "/queue"), "GET /queue")
-        for key, place in (("queue_running", "running"), ("queue_pending", "pending")):
+        places: tuple[tuple[str, Place], ...] = (("queue_running", "running"), ("queue_pending", "pending"))
+        for key, place in places:
             for item in queue.get(key, []):
                 if len(item) > 1 and item[1] == handle.remote_id:
                     return place
@@ -517,99 +474,6 @@ class ComfyUIProvider:
         data = self._json(self._request("GET", f"/history/{handle.remote_id}"), "GET /history")
         raw = data.get(handle.remote_id) if isinstance(data, dict) else None
         return parse_history_entry(raw) if isinstance(raw, dict) else None
-
-    def events(self, handle: RemoteHandle) -> Iterator[ProgressEvent]:
-        """Progress until the render ends; the last event is FINISHED or FAILED.
-
-        The socket is the fast path; /history and /queue are the truth. They are
-        read at once (a re-attached render may already be done), then every
-        poll interval while the socket is down and every few intervals while it
-        is up. ComfyUI sends `execution_success` before the outputs reach
-        /history; the later `executing` with node null is the safe end signal.
-        """
-        deadline = self._clock() + self.timeouts.max_wait
-        next_check = self._clock()
-        success_seen_at: float | None = None
-        failures = 0
-        unknown_seen = 0
-        while True:
-            now = self._clock()
-            if now > deadline:
-                yield ProgressEvent(
-                    EventKind.FAILED,
-                    error=ProviderError(
-                        ErrorCode.TIMEOUT, f"the render did not finish within {self.timeouts.max_wait:.0f} s"
-                    ),
-                )
-                return
-            had_socket = self._socket is not None
-            socket = self._open_socket()
-            if socket is not None and not had_socket:
-                next_check = now  # (re)connected: ComfyUI replays nothing, so resync from /history
-            message: str | bytes | None = None
-            wait = max(0.0, min(self.timeouts.poll_interval, next_check - now))
-            if socket is not None:
-                try:
-                    message = socket.recv(timeout=wait)
-                except TimeoutError:
-                    message = None
-                except (ConnectionClosed, OSError):
-                    self._note("websocket closed mid-render; reconnecting and following /history")
-                    self._close_socket()
-                    next_check = self._clock()
-            elif wait:
-                time.sleep(wait)
-            if message is not None:
-                event = self._event_from_message(message, handle)
-                if event is not None and event.kind == EventKind.SUCCESS:
-                    success_seen_at = self._clock()
-                elif event is not None:
-                    yield event
-                    if event.kind in (EventKind.FINISHED, EventKind.FAILED):
-                        return
-            if self._clock() < next_check:
-                continue
-            try:
-                final = self.outcome(handle)
-                where = "done" if final is not None else self.queue_place(handle)
-                failures = 0
-            except ProviderError as exc:
-                failures += 1
-                if failures >= MAX_POLL_FAILURES:
-                    yield ProgressEvent(EventKind.FAILED, error=exc)
-                    return
-                next_check = self._clock() + min(
-                    self.timeouts.poll_interval * 2**failures, MAX_RECONNECT_DELAY
-                )
-                continue
-            if final is not None:
-                yield final
-                return
-            unknown_seen = unknown_seen + 1 if where == "unknown" and success_seen_at is None else 0
-            if unknown_seen >= 2:
-                yield ProgressEvent(
-                    EventKind.FAILED,
-                    error=ProviderError(
-                        ErrorCode.LOST,
-                        "ComfyUI no longer knows this render (the server restarted or its queue was cleared)",
-                    ),
-                )
-                return
-            if success_seen_at is not None and self._clock() - success_seen_at > self.timeouts.post_execution:
-                yield ProgressEvent(
-                    EventKind.FAILED,
-                    error=ProviderError(
-                        ErrorCode.OUTPUT_INVALID,
-                        "ComfyUI reported success but /history had no entry after "
-                        f"{self.timeouts.post_execution:.0f} s",
-                    ),
-                )
-                return
-            # A prompt another client submitted (a re-attach after a restart) sends
-            # nothing to our socket, so only /history can tell its progress.
-            followed = self._socket is not None and handle.remote_id in self._submitted
-            interval = self.timeouts.poll_interval * (SOCKET_UP_POLL_FACTOR if followed else 1)
-            next_check = self._clock() + interval
 
     def outcome(self, handle: RemoteHandle) -> ProgressEvent | None:
         entry = self.history(handle)
@@ -629,23 +493,6 @@ class ComfyUIProvider:
             EventKind.FAILED,
             error=ProviderError(ErrorCode.EXECUTION_FAILED, "ComfyUI reports the render as failed"),
         )
-
-    def _event_from_message(self, message: str | bytes, handle: RemoteHandle) -> ProgressEvent | None:
-        parsed = parse_message(message)
-        if parsed is None:
-            return None
-        prompt_id, event = parsed
-        if prompt_id is None and event.kind == EventKind.PREVIEW:
-            # Legacy previews name no prompt, and a prompt posted without client_id sends
-            # its previews to every socket: they are ours only while ours is executing.
-            return event if self._executing == handle.remote_id else None
-        if prompt_id != handle.remote_id:
-            return None
-        if event.kind in (EventKind.STARTED, EventKind.NODE, EventKind.PROGRESS):
-            self._executing = prompt_id
-        elif event.kind in (EventKind.SUCCESS, EventKind.FINISHED, EventKind.FAILED):
-            self._executing = None
-        return event
 
     def outputs(self, handle: RemoteHandle) -> list[RemoteOutput]:
         deadline = self._clock() + self.timeouts.post_execution

@@ -3,8 +3,8 @@
 RunPod assigns the job id, so it is known only once POST /run answers; the
 caller records it before anything waits, and a restarted worker asks /status
 for that id instead of submitting again. RunPod sends nothing unasked: the
-studio polls /status on the queue policy's interval (the render watcher does,
-for every RunPod render at once). Results expire 30 minutes after completion,
+render watcher's PollWatch asks `outcome` (GET /status) for every RunPod
+render at once, on the queue policy's interval (generation.providers.checks). Results expire 30 minutes after completion,
 so outputs are fetched as soon as a job is COMPLETED: base64 images are decoded
 chunk by chunk into storage, S3 URLs streamed.
 
@@ -29,9 +29,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from generation.providers.base import (
+    BackendConfig,
     BackendHealth,
     ErrorCode,
     EventKind,
+    Place,
     ProgressEvent,
     ProviderError,
     RemoteHandle,
@@ -49,11 +51,10 @@ KIND = "runpod"
 # POST /run refuses bodies over 10 MB (documented; the status code is not).
 RUN_PAYLOAD_LIMIT = 10 * 1024 * 1024
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
-PLACES = {"IN_QUEUE": "pending", "IN_PROGRESS": "running", "RUNNING": "running"}
+PLACES: dict[str, Place] = {"IN_QUEUE": "pending", "IN_PROGRESS": "running", "RUNNING": "running"}
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".webp", ".gif", ".mov", ".mkv")
 # base64 characters per decoded chunk: a multiple of 4, about 64 KiB decoded.
 B64_CHUNK = 4 * 16 * 1024
-MAX_BACKOFF = 30.0
 # Worker counts /health reports.
 WORKER_STATES = ("idle", "initializing", "ready", "running", "throttled", "unhealthy")
 
@@ -62,8 +63,6 @@ WORKER_STATES = ("idle", "initializing", "ready", "running", "throttled", "unhea
 class Timeouts:
     connect: float = 5.0
     read: float = 30.0
-    poll_interval: float = 2.0
-    max_wait: float = 600.0
     # How long one call may wait out 429s (honouring Retry-After) before it gives up as rate_limited.
     rate_limit_wait: float = 5.0
 
@@ -82,7 +81,7 @@ class JobStatus:
     raw: dict[str, Any]
 
     @property
-    def place(self) -> str:
+    def place(self) -> Place:
         if self.status in TERMINAL:
             return "done"
         return PLACES.get(self.status, "pending")
@@ -261,7 +260,24 @@ def decoded_size(data: str) -> int:
     return len(body) * 3 // 4
 
 
+def from_config(config: BackendConfig) -> RunPodProvider:
+    """The provider for a RunPod serverless endpoint; AUTH_FAILED when the backend has no key."""
+    if not config.api_key:
+        raise ProviderError(
+            ErrorCode.AUTH_FAILED, f"backend {config.name} has no API key; set one in the admin"
+        )
+    return RunPodProvider(
+        config.base_url,
+        config.endpoint_id,
+        config.api_key,
+        timeouts=Timeouts(connect=config.connect_timeout_s, read=config.read_timeout_s),
+        max_output_bytes=config.max_output_bytes,
+    )
+
+
 class RunPodProvider:
+    kind = KIND
+
     def __init__(
         self,
         base_url: str,
@@ -271,7 +287,6 @@ class RunPodProvider:
         timeouts: Timeouts | None = None,
         max_output_bytes: int = 200 * 1024 * 1024,
         transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """`base_url` is the API base, https://api.runpod.ai/v2 for the cloud. The key is sent only
@@ -281,7 +296,6 @@ class RunPodProvider:
         self.endpoint_id = endpoint_id
         self.timeouts = timeouts or Timeouts()
         self.max_output_bytes = max_output_bytes
-        self._clock = clock
         self._sleep = sleep
         timeout = httpx.Timeout(self.timeouts.read, connect=self.timeouts.connect)
         self._http = httpx.Client(
@@ -456,55 +470,17 @@ class RunPodProvider:
                 return ProgressEvent(EventKind.FAILED, error=exc)
             raise
 
-    def queue_place(self, handle: RemoteHandle) -> str:
+    def queue_place(self, handle: RemoteHandle) -> Place:
         status = self._statuses.get(handle.remote_id) or self.status(handle)
         return status.place
 
-    def locate(self, handle: RemoteHandle) -> str:
+    def locate(self, handle: RemoteHandle) -> Place:
         try:
             return self.status(handle).place
         except ProviderError as exc:
             if exc.code in (ErrorCode.LOST, ErrorCode.CONFIG_INVALID):
                 return "unknown"
             raise
-
-    def events(self, handle: RemoteHandle) -> Iterator[ProgressEvent]:
-        """Poll /status until the job ends, backing off while RunPod is unreachable or rate limiting.
-
-        The studio's watcher polls through `outcome` for all renders at once; this
-        loop serves a caller that follows one job by itself.
-        """
-        deadline = self._clock() + self.timeouts.max_wait
-        delay = self.timeouts.poll_interval
-        last_place = ""
-        while True:
-            try:
-                status = self.status(handle)
-                delay = self.timeouts.poll_interval
-            except ProviderError as exc:
-                if exc.code not in (ErrorCode.UNAVAILABLE, ErrorCode.RATE_LIMITED):
-                    yield ProgressEvent(EventKind.FAILED, error=exc)
-                    return
-                delay = min(delay * 2, MAX_BACKOFF)
-            else:
-                end = outcome_of(status)
-                if end is not None:
-                    yield end
-                    return
-                if status.place != last_place:
-                    last_place = status.place
-                    yield ProgressEvent(EventKind.QUEUED if status.place == "pending" else EventKind.STARTED)
-            if self._clock() + delay > deadline:
-                self.cancel(handle)
-                yield ProgressEvent(
-                    EventKind.FAILED,
-                    error=ProviderError(
-                        ErrorCode.TIMEOUT,
-                        f"the job did not finish within {self.timeouts.max_wait:.0f} s; it was cancelled on RunPod",
-                    ),
-                )
-                return
-            self._sleep(delay)
 
     def recover_outputs(self, *, prefix: str, reported: list[RemoteOutput]) -> list[RemoteOutput]:
         # A job RunPod no longer knows has no files anywhere we could read.

@@ -18,7 +18,8 @@ real server's behaviour without running one. How it decides what to answer:
   recorded before the next POST the client has not made. If that answer was recorded later on
   the timeline than "now", it came from the future: the replay then serves a stand-in the test
   registered for it (see `stand_in_no_history`), or else holds the request until the clock gets
-  there, as the real client had to wait for it.
+  there, as the real client had to wait for it. A POST the recording cannot have (a cancel of a
+  render that never ran there) may be stood in for too (`stand_in_post`).
 * A socket `/ws?clientId=X` is matched to the next unused `websocket_<label>` recorded with that
   clientId; its received frames are sent in order, each once the clock reaches its `t_ms`.
 * Anything without a recorded match gets `599 Not Recorded` with a body naming the request, and
@@ -131,6 +132,8 @@ class ReplayServer:
         self.unmatched: list[str] = []
         self.notes: list[str] = []
         self._stand_ins: dict[tuple[str, str], tuple[str, Reply]] = {}
+        # (path, JSON body) of a POST the recording lacks -> why it may be answered all the same
+        self._post_stand_ins: dict[tuple[str, str], str] = {}
         # sha256 of bytes a test uploads -> (sha256 of the recorded upload they stand for, why)
         self._upload_substitutes: dict[str, tuple[str, str]] = {}
         self._files = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in data_dir.glob("*.png")}
@@ -223,6 +226,16 @@ class ReplayServer:
                 item = entry["prompt"] if entry else item
         assert item is not None, f"{self.name} records no history entry for {prompt_id}"
         self.stand_in("/queue", {"queue_running": [item], "queue_pending": []}, f"{prompt_id} running")
+
+    def stand_in_post(self, path: str, body: Any, why: str) -> None:
+        """Answer a POST of exactly this JSON body to `path` (/queue, /interrupt) as ComfyUI
+        answers every such POST (recorded in queue_and_interrupt.json): 200 with no body.
+
+        For a request the recording could not have (the studio cancelling a render that waited
+        past its max wait); it does not move the replay's clock.
+        """
+        key = (path, json.dumps(body, sort_keys=True))
+        self._on_loop(lambda: self._post_stand_ins.update({key: why}))
 
     def substitute_upload(self, recorded_sha256: str, content: bytes, why: str) -> None:
         """Let an upload of `content` match a recorded upload whose bytes were not kept.
@@ -354,6 +367,14 @@ class ReplayServer:
             # What ComfyUI sent after this POST may follow now, at the recorded pace.
             self._rebase(max(now, step.t_ms))
             return step.reply, step.label
+        try:
+            sent = json.dumps(json.loads(body), sort_keys=True)
+        except ValueError:
+            sent = None
+        why = self._post_stand_ins.get((path, sent)) if sent is not None else None
+        if why is not None:
+            self.notes.append(f"{method} {path}: stand-in ({why}) at {self._now():.1f} ms")
+            return Reply(200, "OK", {}, b""), f"stand-in: {why}"
         return None, "no open recorded step with this method, path and body"
 
     async def _answer_get(self, path: str) -> tuple[Reply | None, str]:

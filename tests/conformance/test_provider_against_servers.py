@@ -7,7 +7,6 @@ and against the storyboard preview server."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import itertools
 import json
@@ -22,7 +21,6 @@ from generation.providers.comfyui import ComfyUIProvider
 
 from .conftest import DATA_DIR, recorded_step, recording
 from .provider_fixtures import (  # noqa: F401 (fixtures)
-    TIMEOUTS,
     Target,
     collect_events,
     kinds,
@@ -210,12 +208,15 @@ def test_previews_of_another_clients_prompt_are_not_reported_while_ours_waits(op
         other = {"prompt": _tiny_txt2img_for(target)}
     assert httpx.post(f"{target.base_url}/prompt", json=other, timeout=10).status_code == 200
 
-    provider = target.provider("websocket_meta_socket", timeouts=dataclasses.replace(TIMEOUTS, max_wait=1.5))
+    provider = target.provider("websocket_meta_socket")
     if target.replay is not None:
         # The recording has no prompt of ours: follow one that waits behind the other (stand-ins).
         handle = RemoteHandle("comfyui", "0d5c1f4e-0000-4000-8000-000000000001")
-        running = target.replay.received[-1]
+        [running] = target.replay.received_for("POST", "/prompt")
         target.replay.stand_in_no_history(handle.remote_id)
+        target.replay.stand_in_post(
+            "/queue", {"delete": [handle.remote_id]}, "ours withdrawn after its max wait"
+        )
         target.replay.stand_in(
             "/queue",
             {
@@ -227,7 +228,14 @@ def test_previews_of_another_clients_prompt_are_not_reported_while_ours_waits(op
         assert running.answered_by == "txt2img without client_id"
     else:
         handle = provider.submit(target.render_request("txt2img without client_id", _emptyimage()))
-    events = collect_events(provider, handle)
+    # A short max wait: on the replay ours never runs, and the checks end it as attempt_check
+    # would (TIMEOUT); on the preview server it runs once the other is done.
+    events = collect_events(provider, handle, max_wait=1.5)
 
     before_ours_started = list(itertools.takewhile(lambda e: e.kind != EventKind.STARTED, events))
     assert [e for e in before_ours_started if e.kind == EventKind.PREVIEW] == []
+    if target.replay is not None:
+        assert [(e.kind, e.error.code if e.error else None) for e in events] == [
+            (EventKind.FAILED, ErrorCode.TIMEOUT)
+        ]
+        assert target.bodies_sent("POST", "/queue") == [{"delete": [handle.remote_id]}]

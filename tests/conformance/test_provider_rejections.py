@@ -39,7 +39,7 @@ def _rejections(status: int) -> list[Any]:
 def test_a_refused_prompt_raises_the_matching_code_with_node_class_and_input_named(
     open_target: Any, label: str, body: dict[str, Any]
 ) -> None:
-    target = open_target(VALIDATION, silent_sockets=True)
+    target = open_target(VALIDATION)
     provider = target.provider()
     with pytest.raises(ProviderError) as caught:
         provider.submit(target.render_request(label))
@@ -65,7 +65,7 @@ def test_a_prompt_comfyui_cannot_read_is_a_rejected_workflow_not_an_unavailable_
 ) -> None:
     # ComfyUI answers `500 text/plain` ("Server got itself in trouble") to a body it cannot
     # parse. The fault is in what we sent: another backend would refuse it the same way.
-    target = open_target(VALIDATION, silent_sockets=True)
+    target = open_target(VALIDATION)
     provider = target.provider()
     with pytest.raises(ProviderError) as caught:
         provider.submit(target.render_request(label))

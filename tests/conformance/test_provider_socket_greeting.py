@@ -1,5 +1,6 @@
-"""The provider's socket: it opens under our client id, is greeted with `status`, and status and
-feature_flags frames never become events."""
+"""The render watcher's socket to a backend (its SocketFollower loop): it opens under the client
+id prompts are submitted with, is greeted with `status`, and status and feature_flags frames
+never become events."""
 
 # Fixtures come from provider_fixtures (not conftest.py); a test's argument of the same name
 # is how pytest passes them, which pyflakes reads as a redefinition.
@@ -7,7 +8,6 @@ feature_flags frames never become events."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from typing import Any
@@ -21,7 +21,6 @@ from generation.providers.base import ErrorCode, EventKind, RemoteHandle
 from .conftest import recorded_frames
 from .provider_fixtures import (  # noqa: F401 (fixtures)
     FEATURE_FLAGS,
-    TIMEOUTS,
     SocketWatch,
     collect_events,
     open_target,
@@ -29,9 +28,9 @@ from .provider_fixtures import (  # noqa: F401 (fixtures)
 )
 
 WS_CONNECT = "ws_connect_and_feature_flags.json"
-# Two /history reads (at once, then one interval later) find nothing anywhere: the render is
-# lost. The interval is long enough for the greeting frames to be read before that.
-GREETING_TIMEOUTS = dataclasses.replace(TIMEOUTS, poll_interval=0.5, max_wait=5.0)
+# Two checks in a row (one second apart while the socket is up) find the prompt nowhere: the
+# render is lost. The greeting frames arrive the moment the socket opens, before either.
+GREETING_MAX_WAIT_S = 5.0
 
 
 @pytest.mark.parametrize(
@@ -40,11 +39,11 @@ GREETING_TIMEOUTS = dataclasses.replace(TIMEOUTS, poll_interval=0.5, max_wait=5.
         # The recorded client sent nothing on this socket: it got the greeting alone.
         pytest.param("websocket_with_client_id", False, id="greeting only"),
         # The recorded client sent feature_flags first and got the server's flags back. Our
-        # provider never negotiates, so the test sends them on its socket, as a provider that
+        # socket loop never negotiates, so the test sends them on its socket, as a loop that
         # one day asks for preview metadata would; the answer must not become an event either.
         pytest.param("websocket_feature_flags_first_message", True, id="feature_flags answered"),
-        # Not replayed: websocket_no_client_id (the provider always names its client id), and
-        # the sockets that sent "hello" or non-JSON text first (the provider sends neither; the
+        # Not replayed: websocket_no_client_id (the loop always names its client id), and
+        # the sockets that sent "hello" or non-JSON text first (the loop sends neither; the
         # preview server's own tests compare those with the recording).
     ],
 )
@@ -52,21 +51,21 @@ def test_the_socket_opens_under_our_client_id_and_its_greeting_and_flags_yield_n
     open_target: Any, socket_watch: SocketWatch, socket: str, negotiate: bool
 ) -> None:
     target = open_target(WS_CONNECT)
-    provider = target.provider(socket, timeouts=GREETING_TIMEOUTS)
-    # A prompt nobody submitted: whatever the provider yields can only come from the socket,
+    socket_watch.negotiate = negotiate  # before the provider: its socket loop connects at once
+    provider = target.provider(socket)
+    # A prompt nobody submitted: whatever the loop delivers can only come from the socket,
     # except the LOST that ends it when /history and /queue both say they never heard of it.
     handle = RemoteHandle("comfyui", str(uuid.uuid4()))
     if target.replay is not None:
         # The transcript has no HTTP at all; ComfyUI's answers for an unknown id stand in.
         target.replay.stand_in_no_history(handle.remote_id)
         target.replay.stand_in("/queue", {"queue_running": [], "queue_pending": []}, "idle queue")
-    socket_watch.negotiate = negotiate
-    events = collect_events(provider, handle)
+    events = collect_events(provider, handle, max_wait=GREETING_MAX_WAIT_S)
 
     [watched] = socket_watch.opened
     assert parse_qs(urlsplit(watched.url).query) == {"clientId": [provider.client_id]}
     frames = [json.loads(frame) for frame in watched.frames]
-    assert frames, "the provider read nothing from its socket"
+    assert frames, "the socket loop read nothing from its socket"
     assert frames[0]["type"] == "status"
     assert frames[0]["data"]["sid"] == provider.client_id
     assert [f["type"] for f in frames] == (["status", "feature_flags"] if negotiate else ["status"])

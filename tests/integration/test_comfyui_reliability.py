@@ -1,7 +1,8 @@
 """The ComfyUI adapter, the render watcher and the reconciler when things go
 wrong: a dropped socket, a backend that dies, cancels, a worker that died
 mid-submit. Real preview server process, real sockets; the proxy in between
-breaks them on purpose."""
+breaks them on purpose. Renders are followed by the watcher itself, or by its
+socket loop and checks without the database (tests/following.py)."""
 
 import asyncio
 import sys
@@ -21,6 +22,7 @@ from generation.providers.base import ErrorCode, EventKind, RemoteHandle, Render
 from generation.providers.comfyui import ComfyUIProvider, Timeouts
 from generation.reconciler import reconcile
 from generation.watcher import Watcher
+from tests.following import SocketFollowing
 from tests.proxy import FlakyProxy
 from tests.stack import free_port, running
 
@@ -45,10 +47,22 @@ def proxy(slow_preview):
     proxy.close()
 
 
+MAX_WAIT = 30.0
+
+
 def _provider(url: str) -> ComfyUIProvider:
-    return ComfyUIProvider(
-        url, timeouts=Timeouts(connect=2, poll_interval=0.3, max_wait=30, post_execution=5)
-    )
+    return ComfyUIProvider(url, timeouts=Timeouts(connect=2, poll_interval=0.3, post_execution=5))
+
+
+@contextmanager
+def _followed(url: str):
+    """A provider, and the render watcher's socket loop on its client id (tests/following.py)."""
+    with _provider(url) as provider:
+        following = SocketFollowing(provider).start()
+        try:
+            yield provider, following
+        finally:
+            following.stop()
 
 
 def _workflow(template, text: str) -> dict:
@@ -111,26 +125,25 @@ def test_a_job_whose_websocket_is_killed_mid_render_still_finishes_by_polling(
 
 @pytest.mark.django_db
 def test_a_backend_that_goes_down_mid_render_fails_the_render_as_unavailable(proxy, template):
-    with _provider(proxy.url) as provider:
+    with _followed(proxy.url) as (provider, following):
         handle = provider.submit(
             RenderRequest(attempt_id=str(uuid.uuid4()), workflow=_workflow(template, "a storm"))
         )
-        events = provider.events(handle)
-        for event in events:
-            if event.kind == EventKind.PROGRESS:
-                break
+        following.follow(handle, lambda event: event.kind == EventKind.PROGRESS, max_wait=MAX_WAIT)
         proxy.go_down()
-        last = list(events)[-1]
+        # The socket drops and cannot come back; three checks in a row find nobody (attempt_check's rule).
+        last = following.follow(handle, max_wait=MAX_WAIT)[-1]
     assert last.kind == EventKind.FAILED
     assert last.error.code == ErrorCode.UNAVAILABLE
     assert last.error.retry == RetryClass.ANOTHER_BACKEND
     assert "cannot be reached" in last.error.message
+    assert following.socket_changes == [True, False]
 
 
 @pytest.mark.django_db
 def test_cancel_deletes_a_queued_prompt_and_interrupts_a_running_one(slow_preview, template):
     url = f"http://127.0.0.1:{slow_preview}"
-    with _provider(url) as provider:
+    with _followed(url) as (provider, following):
         first = provider.submit(
             RenderRequest(attempt_id=str(uuid.uuid4()), workflow=_workflow(template, "first"))
         )
@@ -142,7 +155,7 @@ def test_cancel_deletes_a_queued_prompt_and_interrupts_a_running_one(slow_previe
         provider.cancel(second)
         assert provider.locate(second) == "unknown"
         provider.cancel(first)
-        final = list(provider.events(first))[-1]
+        final = following.follow(first, max_wait=MAX_WAIT)[-1]
     assert final.kind == EventKind.FAILED
     assert final.error.code == ErrorCode.CANCELLED
 

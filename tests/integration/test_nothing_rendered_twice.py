@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from generation import attempts, services
-from generation.attempt_state import CheckOutcome
 from generation.dispatch import _claim
 from generation.models import Artifact, Attempt, Backend, JobEvent, JobState, RenderJob
 from generation.providers.base import RemoteOutput
+from generation.providers.checks import CheckOutcome
 from tests.stack import BASE_DIR, free_port, wait_for_port
 
 pytestmark = pytest.mark.integration

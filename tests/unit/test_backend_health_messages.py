@@ -171,7 +171,7 @@ def test_a_rejected_workflow_names_no_body_but_keeps_it_bounded_for_staff(hostil
     server, url = hostile
     server.mode = mode
     request = RenderRequest(attempt_id=str(uuid.uuid4()), workflow={"1": {"class_type": "X", "inputs": {}}})
-    with ComfyUIProvider(url, listen=False) as provider, pytest.raises(ProviderError) as rejected:
+    with ComfyUIProvider(url) as provider, pytest.raises(ProviderError) as rejected:
         provider.submit(request)
     assert rejected.value.code == ErrorCode.WORKFLOW_REJECTED
     _clean(rejected.value.message)

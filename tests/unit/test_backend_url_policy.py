@@ -22,6 +22,7 @@ from generation import services
 from generation.models import Backend, BackendKind, HealthState
 from generation.providers.base import ErrorCode, ProviderError, RenderRequest
 from generation.providers.comfyui import ComfyUIProvider
+from generation.providers.comfyui_follow import SocketFollower
 from generation.providers.runpod import RunPodProvider
 from generation.providers.url_policy import (
     COMFYUI,
@@ -32,7 +33,6 @@ from generation.providers.url_policy import (
     check_url,
     checked_addresses,
 )
-from generation.watcher import BackendWatch
 from telemetry.probes import ProbeError, read_system_stats
 from tests.app_thread import AppThread
 
@@ -298,9 +298,10 @@ def test_a_comfyui_name_resolving_to_the_metadata_address_is_refused_before_conn
     with ComfyUIProvider(backend.base_url) as provider:
         with pytest.raises(ProviderError) as over_http:
             provider.object_info()
-        with pytest.raises(ProviderError) as over_the_socket:
-            provider.submit(_request())  # opens the socket first
-    assert over_http.value.code == over_the_socket.value.code == ErrorCode.CONFIG_INVALID
+        with pytest.raises(ProviderError) as on_submit:
+            provider.submit(_request())
+    # (The render watcher's socket to it is refused too: test_the_watchers_socket_is_refused_before_connecting.)
+    assert over_http.value.code == on_submit.value.code == ErrorCode.CONFIG_INVALID
     assert ip not in dns and dns == []
 
 
@@ -330,9 +331,38 @@ def test_an_allowed_name_is_connected_to_at_the_address_it_was_checked_at(dns: l
     assert health.reachable, health.message
     with ComfyUIProvider(backend.base_url) as provider:
         provider.submit(_request())
+    asyncio.run(_watchers_socket_comes_up(backend.base_url))
     assert fake.sockets == 1
     assert set(dns) == {"127.0.0.1"}
     assert set(fake.hosts) == {f"gpu.test:{port}"}  # the name still goes in the Host header
+
+
+async def _nothing(*args: Any) -> None:
+    pass
+
+
+async def _watchers_socket_comes_up(base_url: str) -> None:
+    """The render watcher's socket loop connects to the backend once, then stops."""
+    up = asyncio.Event()
+
+    async def on_socket(connected: bool) -> None:
+        if connected:
+            up.set()
+
+    follower = SocketFollower(
+        base_url,
+        "storycore-test",
+        on_event=_nothing,
+        on_socket=on_socket,
+        on_check=_nothing,
+        poll_interval=1.0,
+    )
+    following = asyncio.create_task(follower.run())
+    try:
+        await asyncio.wait_for(up.wait(), 5)
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
 
 
 def test_a_redirect_to_the_metadata_address_is_not_followed(dns: list[str]) -> None:
@@ -367,13 +397,21 @@ def test_the_gpu_probe_refuses_a_metadata_address(dns: list[str]) -> None:
 
 
 def test_the_watchers_socket_is_refused_before_connecting(dns: list[str], caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="generation.watcher")
-    watch = BackendWatch(None, 1, "http://metadata.test:8188", "storycore-test")
+    caplog.set_level(logging.WARNING, logger="generation.providers.comfyui_follow")
+    # The render watcher's socket loop (BackendWatch adapts it to the database).
+    follower = SocketFollower(
+        "http://metadata.test:8188",
+        "storycore-test",
+        on_event=_nothing,
+        on_socket=_nothing,
+        on_check=_nothing,
+        poll_interval=1.0,
+    )
 
     async def follow_briefly() -> None:
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(watch._follow_socket(), 0.3)
+            await asyncio.wait_for(follower.run(), 0.3)
 
     asyncio.run(follow_briefly())
     assert "socket refused: metadata.test resolves to 169.254.169.254" in caplog.text
-    assert dns == [] and not watch.connected
+    assert dns == [] and not follower.connected

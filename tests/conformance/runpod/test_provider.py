@@ -26,10 +26,14 @@ from generation.providers.runpod import (
     excerpt,
     parse_images,
 )
+from tests.following import poll_until_done
 
 from .conftest import Endpoint, example, s3_target, storyboard_workflow
 
-FAST = Timeouts(connect=2, read=10, poll_interval=0.05, max_wait=15, rate_limit_wait=1)
+FAST = Timeouts(connect=2, read=10, rate_limit_wait=1)
+# The queue policy a job is followed under: PollWatch's poll interval and attempt_check's max wait.
+POLL_INTERVAL = 0.05
+MAX_WAIT = 15.0
 
 
 def _provider(endpoint: Endpoint, **overrides) -> RunPodProvider:
@@ -46,8 +50,9 @@ def _request(workflow=None, images=()) -> RenderRequest:
     )
 
 
-def _until_done(provider: RunPodProvider, handle: RemoteHandle):
-    events = list(provider.events(handle))
+def _until_done(provider: RunPodProvider, handle: RemoteHandle, *, max_wait: float = MAX_WAIT):
+    """Follow the job as the render watcher does: a check on the poll interval until one ends it."""
+    events = poll_until_done(provider, handle, poll_interval=POLL_INTERVAL, max_wait=max_wait)
     assert events[-1].kind in (EventKind.FINISHED, EventKind.FAILED)
     return events
 
@@ -152,10 +157,10 @@ def test_timed_out_on_runpod(start_endpoint):
 def test_stuck_in_queue_past_max_wait_is_cancelled_on_runpod_and_times_out(start_endpoint):
     endpoint = start_endpoint()
     endpoint.knobs(next_jobs=["hold"])
-    short = Timeouts(connect=2, read=10, poll_interval=0.05, max_wait=0.4)
-    with _provider(endpoint, timeouts=short) as provider:
+    with _provider(endpoint) as provider:
         handle = provider.submit(_request())
-        events = _until_done(provider, handle)
+        # The max wait is the queue policy's, enforced by attempt_check's checks (which cancel).
+        events = _until_done(provider, handle, max_wait=0.4)
     assert events[0].kind == EventKind.QUEUED
     assert events[-1].error is not None and events[-1].error.code == ErrorCode.TIMEOUT
     assert endpoint.stats()["jobs"][handle.remote_id] == "CANCELLED"
