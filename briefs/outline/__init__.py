@@ -1,8 +1,10 @@
 """Outline expansion: an idea becomes a logline, a story bible and 5 to 8 scenes.
 
-Pure core (no Django): the outline and its schema (`model`).
+Pure core (no Django): the outline and its schema (`model`) and the built-in deterministic
+expander (`reading`, `builtin`). Every expander has a `name` that says which did the work.
 """
 
+from briefs.outline.builtin import BUILTIN_NAME, BuiltinExpander, expand_idea, refine_outline
 from briefs.outline.model import (
     ASPECTS,
     CAMERA_MOVES,
@@ -26,6 +28,7 @@ from briefs.outline.model import (
 
 __all__ = [
     "ASPECTS",
+    "BUILTIN_NAME",
     "CAMERA_MOVES",
     "LENSES",
     "OUTLINE_SCHEMA",
@@ -33,6 +36,7 @@ __all__ = [
     "TIMES_OF_DAY",
     "TRANSITIONS",
     "WEATHER",
+    "BuiltinExpander",
     "Character",
     "Expander",
     "Outline",
@@ -41,6 +45,8 @@ __all__ = [
     "Scene",
     "StoryBible",
     "Style",
+    "expand_idea",
     "outline_from_json",
     "outline_to_json",
+    "refine_outline",
 ]
