@@ -1,10 +1,13 @@
 """Outline expansion: an idea becomes a logline, a story bible and 5 to 8 scenes.
 
-Pure core (no Django): the outline and its schema (`model`) and the built-in deterministic
-expander (`reading`, `builtin`). Every expander has a `name` that says which did the work.
+Pure core (no Django): the outline and its schema (`model`), the built-in deterministic expander
+(`reading`, `builtin`) and the expander that asks a model behind an OpenAI-compatible endpoint
+(`llm`). `expander_from_config` picks one from settings; every expander has a `name` that says
+which did the work.
 """
 
 from briefs.outline.builtin import BUILTIN_NAME, BuiltinExpander, expand_idea, refine_outline
+from briefs.outline.llm import LlmExpander, expander_from_config
 from briefs.outline.model import (
     ASPECTS,
     CAMERA_MOVES,
@@ -39,6 +42,7 @@ __all__ = [
     "BuiltinExpander",
     "Character",
     "Expander",
+    "LlmExpander",
     "Outline",
     "OutlineError",
     "OutlineErrorCode",
@@ -46,6 +50,7 @@ __all__ = [
     "StoryBible",
     "Style",
     "expand_idea",
+    "expander_from_config",
     "outline_from_json",
     "outline_to_json",
     "refine_outline",

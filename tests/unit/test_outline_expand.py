@@ -13,6 +13,7 @@ from briefs.outline import (
     OutlineError,
     OutlineErrorCode,
     expand_idea,
+    expander_from_config,
     outline_to_json,
 )
 from briefs.outline.model import IDEA_MAX_CHARS, outline_problems
@@ -218,8 +219,9 @@ def test_bad_input_is_a_clear_error(idea, kwargs, message):
     assert message in caught.value.message
 
 
-def test_the_built_in_expander_says_it_did_the_work():
-    expander = BuiltinExpander()
+def test_with_no_endpoint_configured_the_built_in_expander_does_the_job():
+    expander = expander_from_config("", "", "", 30)
+    assert isinstance(expander, BuiltinExpander)
     assert expander.name == BUILTIN_NAME == "built-in"
     assert expander.expand("A fox steals the moon.", scenes=6) == expand_idea(
         "A fox steals the moon.", scenes=6
