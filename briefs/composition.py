@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 SHOT_PHRASES = {
     "": "",
     "establishing": "establishing shot",
+    "aerial": "aerial shot",
     "extreme-wide": "extreme wide shot",
     "wide": "wide shot",
     "full": "full shot",

@@ -8,7 +8,7 @@ from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 
 from briefs import services
-from briefs.models import Brief, Character, Scene
+from briefs.models import AspectRatio, Brief, Character, Scene
 from generation.artifact_check import inspect_image
 from generation.models import WorkflowTemplate
 from generation.providers.base import ProviderError
@@ -275,3 +275,34 @@ def version_note(scene: Scene, before: int) -> str:
     if scene.version == before:
         return f"scene {scene.position} unchanged, still version {before}"
     return f"scene {scene.position} is now version {scene.version}"
+
+
+class IdeaForm(forms.Form):
+    """A new brief from an idea: the expander writes its logline, story bible and scenes."""
+
+    idea = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "A lighthouse keeper's last night…"}),
+        max_length=4000,
+        help_text="A few sentences: what happens, to whom, where.",
+        error_messages={"required": "Write the idea first: a few sentences of what happens, and to whom."},
+    )
+    title = forms.CharField(
+        max_length=200, required=False, help_text="Left empty: from the idea's first words."
+    )
+    aspect_ratio = forms.ChoiceField(choices=AspectRatio.choices, initial=AspectRatio.WIDE, required=False)
+    target_seconds = forms.IntegerField(
+        min_value=5,
+        max_value=480,
+        required=False,
+        label="Target length (s)",
+        help_text="How long the storyboard should run; shots are timed to fit.",
+    )
+
+    def clean_aspect_ratio(self) -> str:
+        return self.cleaned_data.get("aspect_ratio") or AspectRatio.WIDE
+
+    def clean_idea(self) -> str:
+        idea = self.cleaned_data["idea"].strip()
+        if not idea:
+            raise forms.ValidationError("Write the idea first: a few sentences of what happens, and to whom.")
+        return idea

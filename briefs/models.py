@@ -63,6 +63,7 @@ class AspectRatio(models.TextChoices):
 class ShotType(models.TextChoices):
     NONE = "", "—"
     ESTABLISHING = "establishing", "Establishing"
+    AERIAL = "aerial", "Aerial"
     EXTREME_WIDE = "extreme-wide", "Extreme wide"
     WIDE = "wide", "Wide"
     FULL = "full", "Full"
@@ -145,6 +146,44 @@ class Brief(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class OutlineState(models.TextChoices):
+    QUEUED = "queued", "Waiting for a worker"
+    RUNNING = "running", "Writing the outline"
+    SUCCEEDED = "succeeded", "Done"
+    FAILED = "failed", "Failed"
+
+
+class OutlineRequest(models.Model):
+    """One expansion of a brief's idea into a logline, a story bible and scenes, run by a Celery task.
+
+    The brief changes only when it succeeds, all at once; a failure leaves it as it was and says why.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    brief = models.ForeignKey(Brief, on_delete=models.CASCADE, related_name="outline_requests")
+    idea = models.TextField(max_length=4000)
+    state = models.CharField(max_length=12, choices=OutlineState.choices, default=OutlineState.QUEUED)
+    # Which expander did the work: "built-in", or the model behind the configured endpoint.
+    expander = models.CharField(max_length=120, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state__in=OutlineState.values), name="outline_state_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Outline of {self.brief} ({self.state})"
 
 
 class Character(models.Model):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AnonymousUser, User
@@ -9,7 +11,21 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from briefs.models import Brief, Character, Scene, Team, UserPreference
+from briefs.models import (
+    AspectRatio,
+    Brief,
+    CameraMove,
+    Character,
+    OutlineRequest,
+    OutlineState,
+    Scene,
+    ShotType,
+    Team,
+    Transition,
+    UserPreference,
+)
+from briefs.outline import ASPECTS as OUTLINE_ASPECTS
+from briefs.outline import Expander, Outline, OutlineError
 from briefs.selectors import team_preferred_for, teams_of
 
 if TYPE_CHECKING:
@@ -45,6 +61,8 @@ CHARACTER_FIELDS = ("name", "description", "look", "prompt_words", "reference_im
 
 # Briefs made with no user (commands, scripts) go here; so did staff's team-less briefs
 # when teams became required (migration 0004, which keeps its own copy of these names).
+log = logging.getLogger(__name__)
+
 STUDIO_TEAM_NAME = "Studio"
 PERSONAL_TEAM_SUFFIX = " (personal)"
 
@@ -335,3 +353,161 @@ def scene_delete(*, scene: Scene) -> None:
         return
     scene.delete()
     Scene.objects.filter(brief_id=brief_id, position__gt=position).update(position=F("position") - 1)
+
+
+# -- outline expansion ---------------------------------------------------------------
+class OutlineRefused(Exception):
+    """An expansion that cannot start as asked; the message says why."""
+
+
+# The outline's camera vocabulary is finer than a scene's: a tilt up and a tilt down are both a tilt.
+_CAMERA_FROM_OUTLINE = {
+    "tilt up": "tilt",
+    "tilt down": "tilt",
+    "crane up": "crane",
+    "crane down": "crane",
+    "zoom in": "zoom",
+    "zoom out": "zoom",
+}
+
+
+@transaction.atomic
+def brief_from_idea(
+    *,
+    user: User,
+    idea: str,
+    title: str = "",
+    aspect_ratio: str = "",
+    target_seconds: int | None = None,
+    reference_image: Any = None,
+) -> tuple[Brief, OutlineRequest]:
+    """A new brief holding only its idea, and the expansion that will write the rest."""
+    idea = idea.strip()
+    if not idea:
+        raise OutlineRefused("Write the idea first: a few sentences of what happens, and to whom.")
+    values: dict[str, Any] = {"target_seconds": target_seconds}
+    if aspect_ratio:
+        values["aspect_ratio"] = aspect_ratio
+    brief = brief_create(
+        user=user,
+        title=title.strip() or _working_title(idea),
+        idea=idea,
+        reference_image=reference_image,
+        **values,
+    )
+    return brief, outline_request_start(brief=brief, user=user)
+
+
+def _working_title(idea: str) -> str:
+    words = idea.split()
+    title = " ".join(words[:8])
+    return (title + ("…" if len(words) > 8 else ""))[:200]
+
+
+@transaction.atomic
+def outline_request_start(*, brief: Brief, user: User | None) -> OutlineRequest:
+    Brief.objects.select_for_update().filter(pk=brief.pk).first()
+    if brief.scenes.exists():
+        raise OutlineRefused("This brief already has scenes: an outline is written for a brief without them.")
+    if brief.outline_requests.filter(state__in=[OutlineState.QUEUED, OutlineState.RUNNING]).exists():
+        raise OutlineRefused("An outline is already being written for this brief.")
+    request = OutlineRequest.objects.create(brief=brief, idea=brief.idea, created_by=user)
+    from briefs.tasks import expand_outline
+
+    transaction.on_commit(lambda: expand_outline.delay(request.pk))
+    return request
+
+
+def outline_run(*, request_id: int, expander: Expander) -> OutlineRequest:
+    """Write the outline and put it into the brief at once; a failure changes nothing but the request."""
+    moved = OutlineRequest.objects.filter(pk=request_id, state=OutlineState.QUEUED).update(
+        state=OutlineState.RUNNING, expander=expander.name
+    )
+    request = OutlineRequest.objects.select_related("brief").get(pk=request_id)
+    if not moved:
+        return request  # another worker has it, or it ended
+    brief = request.brief
+    try:
+        outline = expander.expand(
+            request.idea,
+            target_seconds=brief.target_seconds,
+            aspect=brief.aspect_ratio if brief.aspect_ratio in OUTLINE_ASPECTS else None,
+        )
+        with transaction.atomic():
+            brief_apply_outline(brief=Brief.objects.select_for_update().get(pk=brief.pk), outline=outline)
+            OutlineRequest.objects.filter(pk=request_id).update(
+                state=OutlineState.SUCCEEDED, finished_at=timezone.now()
+            )
+    except (OutlineError, OutlineRefused, CharacterRefused) as exc:
+        OutlineRequest.objects.filter(pk=request_id).update(
+            state=OutlineState.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+    except Exception:
+        log.exception("outline request %s failed", request.uuid)
+        OutlineRequest.objects.filter(pk=request_id).update(
+            state=OutlineState.FAILED,
+            error="The outline could not be written (an internal error, logged for the studio's staff).",
+            finished_at=timezone.now(),
+        )
+    request.refresh_from_db()
+    return request
+
+
+def brief_apply_outline(*, brief: Brief, outline: Outline) -> Brief:
+    """An outline's logline, story bible and scenes into a brief that has no scenes yet."""
+    if brief.scenes.exists():
+        raise OutlineRefused("This brief has scenes by now: the outline was not applied, to keep them.")
+    bible = outline.bible
+    brief_update(
+        brief=brief,
+        logline=outline.logline,
+        style=bible.style.notes,
+        palette=", ".join(bible.style.palette),
+        negative_style=", ".join(bible.style.negative),
+        setting=bible.setting,
+        **({"aspect_ratio": outline.aspect} if outline.aspect in AspectRatio.values else {}),
+    )
+    known = {c.name.lower() for c in brief.characters.all()}
+    for character in bible.characters:
+        if character.name.lower() not in known:
+            character_create(
+                brief=brief,
+                name=character.name,
+                description=character.description,
+                look=character.look,
+                prompt_words=", ".join(character.anchors),
+            )
+    for scene in outline.scenes:
+        lighting = ", ".join(part for part in (scene.time_of_day, scene.weather, scene.lighting) if part)
+        scene_create(
+            brief=brief,
+            title=scene.title,
+            action=scene.action,
+            prompt=scene.prompt,
+            characters=list(scene.characters),
+            shot_type=scene.shot.replace(" ", "-") if scene.shot.replace(" ", "-") in ShotType.values else "",
+            camera_move=_CAMERA_FROM_OUTLINE.get(scene.camera, scene.camera.replace(" ", "-"))
+            if _CAMERA_FROM_OUTLINE.get(scene.camera, scene.camera.replace(" ", "-")) in CameraMove.values
+            else "",
+            lens=scene.lens,
+            lighting=lighting[:200],
+            mood=scene.mood[:200],
+            duration_s=scene.duration_seconds,
+            transition=scene.transition if scene.transition in Transition.values else Transition.CUT,
+        )
+    brief.refresh_from_db()
+    return brief
+
+
+def outline_requests_left_behind(*, older_than_s: float) -> list[int]:
+    """Requests to run again: queued for long (their message was lost), or running for longer than
+    any expansion takes (their worker died), which go back to the queue first."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    OutlineRequest.objects.filter(state=OutlineState.RUNNING, created_at__lt=cutoff).update(
+        state=OutlineState.QUEUED
+    )
+    return list(
+        OutlineRequest.objects.filter(
+            state=OutlineState.QUEUED, created_at__lt=timezone.now() - timedelta(seconds=30)
+        ).values_list("pk", flat=True)
+    )

@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.files.storage import storages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -9,8 +10,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from briefs import services
-from briefs.forms import BriefForm, CharacterForm, SceneForm
-from briefs.models import Brief, Character, Scene
+from briefs.forms import BriefForm, CharacterForm, IdeaForm, SceneForm
+from briefs.models import Brief, Character, OutlineRequest, Scene
 from briefs.selectors import briefs_visible_to, composed_for, scenes_visible_to, team_preferred_for
 from generation import services as render_services
 from generation.downloads import artifact_response
@@ -26,7 +27,51 @@ def _wants_json(request: HttpRequest) -> bool:
 
 
 @login_required
+@require_POST
+def brief_from_idea(request: HttpRequest) -> HttpResponse:
+    form = IdeaForm(request.POST)
+    if not form.is_valid():
+        return _brief_list(request, idea_form=form, status=400)
+    assert isinstance(request.user, User)
+    brief, _ = services.brief_from_idea(user=request.user, **form.cleaned_data)
+    return redirect("briefs:detail", brief_uuid=brief.uuid)
+
+
+@login_required
+@require_POST
+def outline_retry(request: HttpRequest, brief_uuid: str) -> HttpResponse:
+    brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
+    assert isinstance(request.user, User)
+    try:
+        services.outline_request_start(brief=brief, user=request.user)
+    except services.OutlineRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("briefs:detail", brief_uuid=brief.uuid)
+
+
+@login_required
+def outline_status(request: HttpRequest, request_uuid: str) -> JsonResponse:
+    outline = get_object_or_404(
+        OutlineRequest.objects.filter(brief__in=briefs_visible_to(request.user)), uuid=request_uuid
+    )
+    return JsonResponse(
+        {
+            "state": outline.state,
+            "label": outline.get_state_display(),
+            "expander": outline.expander,
+            "error": outline.error,
+        }
+    )
+
+
+@login_required
 def brief_list(request: HttpRequest) -> HttpResponse:
+    return _brief_list(request)
+
+
+def _brief_list(
+    request: HttpRequest, *, idea_form: IdeaForm | None = None, status: int = 200
+) -> HttpResponse:
     form = BriefForm()
     if request.method == "POST":
         form = BriefForm(request.POST, request.FILES)
@@ -35,8 +80,13 @@ def brief_list(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Brief “{brief.title}” created. Add its scenes below.")
             return redirect("briefs:detail", brief_uuid=brief.uuid)
     briefs = briefs_visible_to(request.user).select_related("team").prefetch_related("scenes")
-    status = 400 if form.errors else 200
-    context = {"briefs": briefs, "form": form, "current_team": team_preferred_for(request.user)}
+    status = 400 if form.errors else status
+    context = {
+        "briefs": briefs,
+        "form": form,
+        "idea_form": idea_form or IdeaForm(),
+        "current_team": team_preferred_for(request.user),
+    }
     return render(request, "briefs/list.html", context, status=status)
 
 
@@ -77,6 +127,7 @@ def _editor(
             for character in brief.characters.all()
         ],
         "new_character_form": new_character_form or CharacterForm(prefix="newc", brief=brief),
+        "outline": brief.outline_requests.first(),
         "rows": rows,
         "runs": brief_runs(brief),
         "spend": brief_spend(brief),

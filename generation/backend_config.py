@@ -28,6 +28,8 @@ STUDIO_SECRETS = (
     "AWS_*",
     "BUCKET_*",
     "DJANGO_*",
+    "OUTLINE_*",  # the outline endpoint's key
+    "OPENAI_*",
 )
 _NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 

@@ -201,6 +201,13 @@ PREVIEW_SERVER_PORT = env_int("PREVIEW_SERVER_PORT", 8189, minimum=1)
 PREVIEW_SERVER_URL = env_str("PREVIEW_SERVER_URL", f"http://127.0.0.1:{PREVIEW_SERVER_PORT}")
 # How long the preview server takes over one frame: a stand-in for a GPU's render time.
 PREVIEW_RENDER_SECONDS = env_float("PREVIEW_RENDER_SECONDS", 1.0, minimum=0.0)
+
+# Outline expansion: any OpenAI-compatible chat-completions endpoint (OpenAI, OpenRouter, a local
+# Ollama or LM Studio). With no base URL the built-in expander writes the outline, and says so.
+OUTLINE_BASE_URL = env_str("OUTLINE_BASE_URL", "")
+OUTLINE_MODEL = env_str("OUTLINE_MODEL", "gpt-4o-mini")
+OUTLINE_API_KEY = env_str("OUTLINE_API_KEY", "")
+OUTLINE_TIMEOUT = env_float("OUTLINE_TIMEOUT", 60.0, minimum=1.0)
 # The local RunPod-compatible endpoint (`manage.py runpod_endpoint`), a second backend of
 # the embedded studio when LOCAL_RUNPOD is on.
 LOCAL_RUNPOD = env_bool("LOCAL_RUNPOD", False)
@@ -258,6 +265,8 @@ CELERY_BEAT_SCHEDULE = {
     "dispatch": {"task": "generation.dispatch", "schedule": DISPATCH_INTERVAL},
     # Run reports of finished batches whose nudge was lost.
     "finish-runs": {"task": "telemetry.finish_runs", "schedule": RECONCILE_INTERVAL},
+    # Outline requests whose task a lost broker message or a killed worker left behind.
+    "resume-outlines": {"task": "briefs.resume_outlines", "schedule": RECONCILE_INTERVAL},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

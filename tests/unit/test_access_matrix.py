@@ -31,7 +31,7 @@ from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from briefs.models import Team
+from briefs.models import OutlineRequest, Team
 from briefs.services import brief_create, character_create, scene_create
 from generation import services
 from generation.models import Artifact, Attempt, AttemptState, JobState
@@ -97,6 +97,9 @@ def world(db, template, backend) -> World:
         brief=brief, title="Deck", prompt="two strangers", input_image=ContentFile(png(), name="deck.png")
     )
     character = character_create(brief=brief, name="Mara", look="red scarf")
+    outline = OutlineRequest.objects.create(
+        brief=brief, idea="A ferry in fog.", state="failed", error="timeout"
+    )
     batch, jobs = services.render_brief_submit(brief=brief, user=member)
     artifact = None
     for job in jobs:
@@ -126,6 +129,7 @@ def world(db, template, backend) -> World:
         "scene_uuid": scene.uuid,
         "scene_pk": scene.pk,
         "character_uuid": character.uuid,
+        "request_uuid": outline.uuid,
         "job_uuid": queued.uuid,
         "artifact_uuid": artifact.uuid,
         "batch_uuid": batch.uuid,
@@ -175,6 +179,9 @@ ROWS = [
     Row("briefs:scene-delete", "POST", CHANGED),
     Row("briefs:character-create", "POST", CHANGED, data={"newc-name": "Ines", "newc-look": "grey coat"}),
     Row("briefs:character-delete", "POST", CHANGED),
+    Row("briefs:from-idea", "POST", (LOGIN, PAGE, PAGE, PAGE, PAGE), data={"idea": "A ferry in fog."}),
+    Row("briefs:outline-retry", "POST", CHANGED),
+    Row("briefs:outline-status", "GET", SEEN),
     Row("briefs:scene-render", "POST", CHANGED),
     Row("briefs:job-cancel", "POST", CHANGED),
     Row("briefs:artifact", "GET", SEEN),

@@ -1,0 +1,19 @@
+from celery import shared_task
+from django.conf import settings
+
+from briefs import services
+from briefs.outline import expander_from_config
+
+
+@shared_task(name="briefs.resume_outlines", acks_late=True, ignore_result=True)
+def resume_outlines() -> None:
+    for request_id in services.outline_requests_left_behind(older_than_s=settings.OUTLINE_TIMEOUT * 3):
+        expand_outline.delay(request_id)
+
+
+@shared_task(name="briefs.expand_outline", acks_late=True, ignore_result=True)
+def expand_outline(request_id: int) -> None:
+    expander = expander_from_config(
+        settings.OUTLINE_BASE_URL, settings.OUTLINE_API_KEY, settings.OUTLINE_MODEL, settings.OUTLINE_TIMEOUT
+    )
+    services.outline_run(request_id=request_id, expander=expander)
