@@ -118,22 +118,7 @@ class CharacterForm(forms.ModelForm):
 class SceneForm(forms.ModelForm):
     class Meta:
         model = Scene
-        fields = [
-            "title",
-            "action",
-            "prompt",
-            "negative_prompt",
-            "characters",
-            "shot_type",
-            "camera_move",
-            "lens",
-            "lighting",
-            "mood",
-            "duration_s",
-            "transition",
-            "seed",
-            "input_image",
-        ]
+        fields = list(services.SCENE_FIELDS)
         error_messages = {
             "prompt": {"required": "Describe what the frame shows; a scene needs a prompt to render."},
             "title": {"required": "Give the scene a short title."},

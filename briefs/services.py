@@ -45,17 +45,18 @@ BRIEF_FIELDS = (
     "template",
 )
 SHOT_FIELDS = ("shot_type", "camera_move", "lens", "lighting", "mood")
+# In the order the editor shows them.
 SCENE_FIELDS = (
     "title",
     "action",
     "prompt",
     "negative_prompt",
+    "characters",
     *SHOT_FIELDS,
     "duration_s",
     "transition",
     "seed",
     "input_image",
-    "characters",
 )
 CHARACTER_FIELDS = ("name", "description", "look", "prompt_words", "reference_image")
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from storycore.valkey import valkey_server_argv
 
@@ -66,6 +67,19 @@ def running(
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+
+
+def start_preview_server(
+    port: int, data_dir: Path, log: IO[bytes], *, render_seconds: float
+) -> subprocess.Popen:
+    """A preview server the test may kill and start again on the same port and files."""
+    argv = [sys.executable, "manage.py", "preview_server", "--port", str(port)]
+    argv += ["--render-seconds", str(render_seconds), "--data-dir", str(data_dir)]
+    process = subprocess.Popen(
+        argv, cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    wait_for_port(port, process, "preview server")
+    return process
 
 
 @dataclass(frozen=True)

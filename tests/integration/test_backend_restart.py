@@ -2,8 +2,6 @@
 pinned to it, and started again 10 s later with an empty queue and history. Every job succeeds,
 once, with a retry budget of 0, and the backend is used again within 2 s of answering."""
 
-import subprocess
-import sys
 import time
 
 import httpx
@@ -11,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from generation.models import Attempt, Backend, JobEvent
-from tests.stack import BASE_DIR, free_port, wait_for_port
+from tests.stack import free_port, start_preview_server
 
 pytestmark = pytest.mark.integration
 
@@ -19,20 +17,10 @@ SCENES = 12
 TERMINAL = ("succeeded", "failed", "cancelled", "lost")
 
 
-def _start_preview(port: int, data_dir, log) -> subprocess.Popen:
-    argv = [sys.executable, "manage.py", "preview_server", "--port", str(port), "--render-seconds", "1"]
-    argv += ["--data-dir", str(data_dir)]
-    process = subprocess.Popen(
-        argv, cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    wait_for_port(port, process, "preview (restartable)")
-    return process
-
-
 def test_a_backend_killed_for_10_s_mid_batch_costs_no_job(studio, tmp_path):
     port = free_port()
     log = (tmp_path / "preview.log").open("ab")
-    preview = _start_preview(port, tmp_path / "preview", log)
+    preview = start_preview_server(port, tmp_path / "preview", log, render_seconds=1)
     try:
         backend = Backend.objects.create(name="Restartable", base_url=f"http://127.0.0.1:{port}", capacity=1)
         deadline = time.monotonic() + 20
@@ -66,7 +54,7 @@ def test_a_backend_killed_for_10_s_mid_batch_costs_no_job(studio, tmp_path):
             preview.kill()
             preview.wait()
             time.sleep(10)
-            preview = _start_preview(port, tmp_path / "preview", log)
+            preview = start_preview_server(port, tmp_path / "preview", log, render_seconds=1)
             answering_since = timezone.now()
 
             deadline = time.monotonic() + 120

@@ -2,8 +2,6 @@
 wrote its files. The render is fetched from what the server still serves, not run again, whether
 the files are found under the attempt's prefix or named by the `executed` messages heard."""
 
-import subprocess
-import sys
 import time
 
 import httpx
@@ -14,31 +12,21 @@ from generation.dispatch import _claim
 from generation.models import Artifact, Attempt, Backend, JobEvent, JobState, RenderJob
 from generation.providers.base import RemoteOutput
 from generation.providers.checks import CheckOutcome
-from tests.stack import BASE_DIR, free_port, wait_for_port
+from tests.stack import free_port, start_preview_server
 
 pytestmark = pytest.mark.integration
-
-
-def _start(port: int, data_dir, log) -> subprocess.Popen:
-    argv = [sys.executable, "manage.py", "preview_server", "--port", str(port), "--render-seconds", "0.3"]
-    argv += ["--data-dir", str(data_dir)]
-    process = subprocess.Popen(
-        argv, cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    wait_for_port(port, process, "preview")
-    return process
 
 
 @pytest.fixture
 def restartable(tmp_path, transactional_db):
     port = free_port()
     log = (tmp_path / "preview.log").open("ab")
-    state = {"process": _start(port, tmp_path / "data", log)}
+    state = {"process": start_preview_server(port, tmp_path / "data", log, render_seconds=0.3)}
 
     def restart() -> None:
         state["process"].kill()
         state["process"].wait()
-        state["process"] = _start(port, tmp_path / "data", log)
+        state["process"] = start_preview_server(port, tmp_path / "data", log, render_seconds=0.3)
 
     yield f"http://127.0.0.1:{port}", restart
     state["process"].kill()

@@ -14,7 +14,8 @@ import pytest
 
 from tests.stack import BASE_DIR, free_port
 
-pytestmark = pytest.mark.integration
+# `./studio run` keeps its own SQLite database: the PostgreSQL pass would only run it twice.
+pytestmark = [pytest.mark.integration, pytest.mark.own_database]
 
 
 class _Output:
@@ -45,25 +46,21 @@ class _Output:
         return self.text
 
 
-def _port_closed(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-def test_the_studio_starts_everything_prints_the_login_and_stops_cleanly(tmp_path):
-    web, preview, valkey = free_port(), free_port(), free_port()
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL", "PREVIEW_SERVER_URL"}
-    } | {
-        "STORYCORE_VAR_DIR": str(tmp_path / "var"),
-        "STUDIO_PORT": str(web),
-        "PREVIEW_SERVER_PORT": str(preview),
-        "EMBEDDED_VALKEY_PORT": str(valkey),
-        "CELERY_CONCURRENCY": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+def start_studio(var_dir, **extra: str) -> tuple[subprocess.Popen, dict[str, int]]:
+    """`python -m storycore.studio` on free ports in its own folder, as `./studio run` starts it."""
+    ports = {"web": free_port(), "preview": free_port(), "valkey": free_port()}
+    env = (
+        {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL", "PREVIEW_SERVER_URL"}}
+        | {
+            "STORYCORE_VAR_DIR": str(var_dir),
+            "STUDIO_PORT": str(ports["web"]),
+            "PREVIEW_SERVER_PORT": str(ports["preview"]),
+            "EMBEDDED_VALKEY_PORT": str(ports["valkey"]),
+            "CELERY_CONCURRENCY": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        | extra
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "storycore.studio"],
         cwd=BASE_DIR,
@@ -72,6 +69,19 @@ def test_the_studio_starts_everything_prints_the_login_and_stops_cleanly(tmp_pat
         stderr=subprocess.STDOUT,
         text=True,
     )
+    return process, ports
+
+
+def _port_closed(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_the_studio_starts_everything_prints_the_login_and_stops_cleanly(tmp_path):
+    process, ports = start_studio(tmp_path / "var")
+    web, preview, valkey = ports["web"], ports["preview"], ports["valkey"]
     try:
         out = _Output(process)
         output = out.wait_for("Press Ctrl-C to stop every process.", process, timeout=120)
@@ -103,27 +113,9 @@ def test_the_studio_starts_everything_prints_the_login_and_stops_cleanly(tmp_pat
 
 
 def test_the_studio_runs_the_local_runpod_endpoint_as_a_second_backend(tmp_path):
-    web, preview, valkey, runpod = free_port(), free_port(), free_port(), free_port()
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL", "PREVIEW_SERVER_URL"}
-    } | {
-        "STORYCORE_VAR_DIR": str(tmp_path / "var"),
-        "STUDIO_PORT": str(web),
-        "PREVIEW_SERVER_PORT": str(preview),
-        "EMBEDDED_VALKEY_PORT": str(valkey),
-        "LOCAL_RUNPOD": "1",
-        "LOCAL_RUNPOD_PORT": str(runpod),
-        "CELERY_CONCURRENCY": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "storycore.studio"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    runpod = free_port()
+    process, ports = start_studio(tmp_path / "var", LOCAL_RUNPOD="1", LOCAL_RUNPOD_PORT=str(runpod))
+    web = ports["web"]
     try:
         out = _Output(process)
         output = out.wait_for("Press Ctrl-C to stop every process.", process, timeout=120)

@@ -7,17 +7,16 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.test_studio_command import _Output
-from tests.stack import BASE_DIR, free_port
+from tests.integration.test_studio_command import _Output, start_studio
 
-pytestmark = pytest.mark.integration
+# `./studio run` keeps its own SQLite database: the PostgreSQL pass would only run it twice.
+pytestmark = [pytest.mark.integration, pytest.mark.own_database]
 
 SCENES = 30
 TERMINAL = {"succeeded", "failed", "cancelled", "lost"}
@@ -59,28 +58,10 @@ def _kill_and_wait_for_restart(var_dir: Path, name: str) -> None:
 
 
 def test_the_studio_restarts_what_dies_waits_for_a_paused_valkey_and_ends_every_job_once(tmp_path):
-    web, preview, valkey = free_port(), free_port(), free_port()
     var_dir = tmp_path / "var"
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL", "PREVIEW_SERVER_URL"}
-    } | {
-        "STORYCORE_VAR_DIR": str(var_dir),
-        "STUDIO_PORT": str(web),
-        "PREVIEW_SERVER_PORT": str(preview),
-        "EMBEDDED_VALKEY_PORT": str(valkey),
-        "CELERY_CONCURRENCY": "1",
-        "PYTHONUNBUFFERED": "1",
-        # Long enough that every fault lands while renders are in flight.
-        "PREVIEW_RENDER_SECONDS": "2",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "storycore.studio"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # Renders long enough that every fault lands while some are in flight.
+    process, ports = start_studio(var_dir, PREVIEW_RENDER_SECONDS="2")
+    web = ports["web"]
     try:
         out = _Output(process)
         output = out.wait_for("Press Ctrl-C to stop every process.", process, timeout=120)
