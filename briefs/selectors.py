@@ -82,7 +82,8 @@ def composed_for(scene: Scene) -> ComposedPrompt:
         negative_prompt=scene.negative_prompt,
         characters=[
             CharacterSpec(name=c.name, description=c.description, look=c.look, prompt_words=c.prompt_words)
-            for c in scene.characters.order_by("position", "id")
+            # .all(), sorted here: a list of scenes prefetched with their cast costs no query each.
+            for c in sorted(scene.characters.all(), key=lambda c: (c.position, c.pk))
         ],
         shot=ShotSpec(
             shot_type=scene.shot_type,

@@ -372,6 +372,12 @@ _CAMERA_FROM_OUTLINE = {
 }
 
 
+def _choice(words: str, values: list[str]) -> str:
+    """An outline's word ("medium close-up") as a scene's choice ("medium-close-up"), or none."""
+    value = words.replace(" ", "-")
+    return value if value in values else ""
+
+
 @transaction.atomic
 def brief_from_idea(
     *,
@@ -486,10 +492,8 @@ def brief_apply_outline(*, brief: Brief, outline: Outline) -> Brief:
             action=scene.action,
             prompt=scene.prompt,
             characters=list(scene.characters),
-            shot_type=scene.shot.replace(" ", "-") if scene.shot.replace(" ", "-") in ShotType.values else "",
-            camera_move=_CAMERA_FROM_OUTLINE.get(scene.camera, scene.camera.replace(" ", "-"))
-            if _CAMERA_FROM_OUTLINE.get(scene.camera, scene.camera.replace(" ", "-")) in CameraMove.values
-            else "",
+            shot_type=_choice(scene.shot, ShotType.values),
+            camera_move=_choice(_CAMERA_FROM_OUTLINE.get(scene.camera, scene.camera), CameraMove.values),
             lens=scene.lens,
             lighting=lighting[:200],
             mood=scene.mood[:200],

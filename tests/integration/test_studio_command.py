@@ -72,6 +72,18 @@ def start_studio(var_dir, **extra: str) -> tuple[subprocess.Popen, dict[str, int
     return process, ports
 
 
+def stop_studio(process: subprocess.Popen) -> None:
+    """Whatever a test left running: SIGTERM lets the supervisor stop its children (SIGKILL would
+    orphan them), then SIGKILL if it does not stop in time."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def _port_closed(port: int) -> bool:
     import socket
 
@@ -102,14 +114,7 @@ def test_the_studio_starts_everything_prints_the_login_and_stops_cleanly(tmp_pat
         assert "Every studio process has stopped." in rest
         assert _port_closed(web) and _port_closed(preview) and _port_closed(valkey)
     finally:
-        if process.poll() is None:
-            # SIGTERM lets the supervisor stop its children; SIGKILL would orphan them.
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_studio(process)
 
 
 def test_the_studio_runs_the_local_runpod_endpoint_as_a_second_backend(tmp_path):
@@ -145,13 +150,7 @@ def test_the_studio_runs_the_local_runpod_endpoint_as_a_second_backend(tmp_path)
         assert process.returncode == 0, out.rest()
         assert _port_closed(runpod) and _port_closed(web)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_studio(process)
 
 
 def _check(env_extra: dict[str, str], tmp_path) -> subprocess.CompletedProcess:

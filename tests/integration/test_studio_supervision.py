@@ -6,14 +6,13 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.test_studio_command import _Output, start_studio
+from tests.integration.test_studio_command import _Output, start_studio, stop_studio
 
 # `./studio run` keeps its own SQLite database: the PostgreSQL pass would only run it twice.
 pytestmark = [pytest.mark.integration, pytest.mark.own_database]
@@ -124,10 +123,4 @@ def test_the_studio_restarts_what_dies_waits_for_a_paused_valkey_and_ends_every_
         tail = rest.split("Stopping the studio …", 1)[1]
         assert tail.strip() == "Every studio process has stopped.", tail
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_studio(process)
