@@ -43,7 +43,8 @@ async def _watchable(user_pk: int | None, brief_uuid: str) -> bool:
 
 
 class BriefConsumer(AsyncJsonWebsocketConsumer):
-    """Live events of one brief, strictly in `seq` order. Read-only: the socket carries no commands.
+    """Live events of one brief, strictly in `seq` order, and preview frames of its renders as
+    they come (no `seq`, never held or replayed). Read-only: the socket carries no commands.
 
     Access is asked again every LIVE_ACCESS_RECHECK_INTERVAL, off the path events take (a socket
     that waited on the database before relaying each event fell behind its own queue under load):
@@ -100,6 +101,12 @@ class BriefConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_json(due)
         if self.order.held and (self.order_timer is None or self.order_timer.done()):
             self.order_timer = asyncio.create_task(self._fill_holes())
+
+    async def brief_preview(self, event: dict[str, Any]) -> None:
+        """A preview frame (`job.preview`, no `seq`): relayed at once, outside the numbered order."""
+        if self.group is None or self.order is None:
+            return  # not accepted, or access was revoked and the close is on its way
+        await self.send_json(event["message"])
 
     async def _fill_holes(self) -> None:
         """While events are held, wait out their window; a hole still open then gets a snapshot."""

@@ -5,6 +5,9 @@ events in that order and fills a hole that stays open with a fresh snapshot
 (generation/live_order.py, generation/consumers.py). The socket is only a hint,
 and a job's life never depends on it. Events are sent after the surrounding
 transaction commits.
+
+Preview frames of a render that runs (`publish_preview`) are ephemeral: they take no number,
+are not stored, and a socket that misses one never asks for it again.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import os
 import queue
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -24,12 +28,15 @@ from django.db import connection, transaction
 from django.urls import reverse
 
 from briefs.models import Brief
-from generation.models import JobState, RenderJob
+from generation.models import Attempt, AttemptState, JobState, RenderJob
 
 log = logging.getLogger(__name__)
 
 # Live events held while the broker is slow or away, before the oldest are dropped.
 SENDER_BACKLOG = 10_000
+# A preview frame is dropped rather than queued behind this many waiting sends: each one can
+# be hundreds of kilobytes, and a newer frame follows soon.
+PREVIEW_BACKLOG = 50
 
 
 def brief_group(brief_uuid: object) -> str:
@@ -99,29 +106,82 @@ def publish_job_updates(jobs: list[RenderJob]) -> None:
             transaction.on_commit(functools.partial(_send, brief_group(brief_uuid), *messages))
 
 
+@dataclass(frozen=True)
+class PreviewTarget:
+    """Where one attempt's preview frames go, and the names they carry (read once per attempt)."""
+
+    brief: str
+    job: str
+    scene: str
+    attempt: str
+
+
+def preview_target(attempt_id: int) -> PreviewTarget | None:
+    """The attempt's names, while it is out (submitting or running); None once it has ended."""
+    row = (
+        Attempt.objects.filter(pk=attempt_id, state__in=(AttemptState.SUBMITTING, AttemptState.RUNNING))
+        .values_list("job__brief__uuid", "job__uuid", "job__scene__uuid", "uuid")
+        .first()
+    )
+    if row is None:
+        return None
+    brief, job, scene, attempt = (str(value) for value in row)
+    return PreviewTarget(brief=brief, job=job, scene=scene, attempt=attempt)
+
+
+def preview_message(target: PreviewTarget, image_url: str) -> dict[str, Any]:
+    """What a browser receives: no `seq`, so it never takes part in the numbered order."""
+    return {
+        "type": "job.preview",
+        "job": target.job,
+        "scene": target.scene,
+        "attempt": target.attempt,
+        "image": image_url,
+    }
+
+
+async def publish_preview(target: PreviewTarget, image_url: str) -> None:
+    """Send one preview frame to the brief's sockets, now or never: it is never queued for long,
+    retried or replayed. Called on the event loop of the code that follows the render."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    group = brief_group(target.brief)
+    envelope = {"type": "brief.preview", "message": preview_message(target, image_url)}
+    if isinstance(layer, InMemoryChannelLayer):
+        # Its queues belong to the event loop that reads them: in-process, that is this one.
+        try:
+            await layer.group_send(group, envelope)
+        except Exception:
+            log.warning("preview for %s not sent", group, exc_info=True)
+        return
+    _sender().put(group, (envelope,), ephemeral=True)
+
+
 def _send(group: str, *messages: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    envelopes = tuple({"type": "brief.event", "message": message} for message in messages)
     if isinstance(layer, InMemoryChannelLayer):
         # Its queues belong to the event loop that reads them: send from this thread.
-        _send_now(layer, group, messages)
+        _send_now(layer, group, envelopes)
         return
-    _sender().put(group, messages)
+    _sender().put(group, envelopes)
 
 
-def _send_now(layer: Any, group: str, messages: tuple[dict[str, Any], ...]) -> None:
+def _send_now(layer: Any, group: str, envelopes: tuple[dict[str, Any], ...]) -> None:
     try:
-        async_to_sync(_send_all)(layer, group, messages)
+        async_to_sync(_send_all)(layer, group, envelopes)
     except Exception:
         # A broker hiccup must never fail a render: the database already holds the
         # state, and clients resync from the API.
         log.warning("live event for %s not sent", group, exc_info=True)
 
 
-async def _send_all(layer: Any, group: str, messages: tuple[dict[str, Any], ...]) -> None:
-    for message in messages:
-        await layer.group_send(group, {"type": "brief.event", "message": message})
+async def _send_all(layer: Any, group: str, envelopes: tuple[dict[str, Any], ...]) -> None:
+    for envelope in envelopes:
+        await layer.group_send(group, envelope)
 
 
 class _Sender:
@@ -138,10 +198,12 @@ class _Sender:
         self.thread = threading.Thread(target=self._run, name="live-events", daemon=True)
         self.thread.start()
 
-    def put(self, group: str, messages: tuple[dict[str, Any], ...]) -> None:
+    def put(self, group: str, envelopes: tuple[dict[str, Any], ...], *, ephemeral: bool = False) -> None:
+        if ephemeral and self.queue.qsize() >= PREVIEW_BACKLOG:
+            return  # the broker is behind: a preview is worth nothing late
         while True:
             try:
-                self.queue.put_nowait((group, messages))
+                self.queue.put_nowait((group, envelopes))
                 return
             except queue.Full:
                 with contextlib.suppress(queue.Empty):
@@ -151,11 +213,11 @@ class _Sender:
     def _run(self) -> None:
         # One loop for the life of the thread: the layer's Redis connections belong to it.
         loop = asyncio.new_event_loop()
-        layer = get_channel_layer()
         while True:
-            group, messages = self.queue.get()
+            group, envelopes = self.queue.get()
             try:
-                loop.run_until_complete(_send_all(layer, group, messages))
+                # Asked each time (a cached lookup): the layer follows a change of settings.
+                loop.run_until_complete(_send_all(get_channel_layer(), group, envelopes))
             except Exception:
                 log.warning("live event for %s not sent", group, exc_info=True)
 

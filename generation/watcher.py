@@ -4,7 +4,8 @@ Renders are submitted under each backend's own client id, so one WebSocket per
 backend carries the messages of all of them; no process or thread waits per
 job. That socket's loop is generation.providers.comfyui_follow.SocketFollower
 (pure); BackendWatch here says what its events and checks mean for the
-database. Progress goes to the job as it comes. When a render ends, the outputs are
+database. Progress goes to the job as it comes; preview frames go
+to the brief's sockets, a few a second at most (generation/live_previews.py). When a render ends, the outputs are
 fetched on a small thread pool, and the freed slot is filled at once. While a
 socket is down, and every few poll intervals while it is up, each render out on
 that backend is checked through /history and /queue (generation.attempts.attempt_check).
@@ -27,13 +28,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from generation import attempts
+from generation import attempts, events
 from generation.dispatch import dispatch_round
+from generation.live_previews import PreviewGate, data_url
 from generation.models import Attempt, AttemptState, Backend
 from generation.nudge import DISPATCH_CHANNEL
 from generation.providers import registry
@@ -189,6 +192,14 @@ class Watcher:
                 self.backends[pk] = asyncio.create_task(follow)
 
 
+@dataclass
+class PreviewFeed:
+    """Where one attempt's preview frames go, and which of them may."""
+
+    target: events.PreviewTarget
+    gate: PreviewGate
+
+
 class BackendWatch:
     """One ComfyUI backend: its socket and checks (`SocketFollower`), and what they mean here.
 
@@ -210,6 +221,8 @@ class BackendWatch:
         self.attempt_ids: dict[str, int] = {}
         self.last_progress: dict[int, float] = {}
         self.finishing: set[int] = set()
+        # Attempt -> its preview frames' feed, or None while they are dropped (it ended).
+        self.previews: dict[int, PreviewFeed | None] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -248,6 +261,8 @@ class BackendWatch:
                 await self.watcher.db(
                     attempts.attempt_progress, attempt_id, value=event.value, maximum=event.maximum
                 )
+        elif event.kind == EventKind.PREVIEW and event.preview:
+            await self._preview(attempt_id, event.preview)
         elif event.kind == EventKind.OUTPUT and event.outputs:
             await self.watcher.db(attempts.attempt_outputs_reported, attempt_id, event.outputs)
         elif event.kind == EventKind.FINISHED:
@@ -260,9 +275,36 @@ class BackendWatch:
                 attempt_id, lambda: attempts.attempt_failed(Attempt.objects.get(pk=attempt_id), error)
             )
 
+    async def _preview(self, attempt_id: int, image: bytes) -> None:
+        """Pass a frame on to the brief's sockets when the attempt's gate lets it through.
+
+        The names a frame carries are read once per attempt, not per frame."""
+        if settings.LIVE_PREVIEW_MAX_BYTES == 0:
+            return
+        if attempt_id not in self.previews:
+            target = await self.watcher.db(events.preview_target, attempt_id)
+            self.previews[attempt_id] = (
+                None
+                if target is None
+                else PreviewFeed(
+                    target,
+                    PreviewGate(
+                        min_interval=settings.LIVE_PREVIEW_MIN_INTERVAL_S,
+                        max_bytes=settings.LIVE_PREVIEW_MAX_BYTES,
+                    ),
+                )
+            )
+        feed = self.previews.get(attempt_id)
+        if feed is None:
+            return
+        content_type = feed.gate.admit(image, now=time.monotonic())
+        if content_type is not None:
+            await events.publish_preview(feed.target, data_url(image, content_type))
+
     def _finish(self, attempt_id: int, work: Callable[[], None], *, claim_first: bool = False) -> None:
         """End an attempt off the event loop, filling the freed slot as early as possible."""
         self.finishing.add(attempt_id)
+        self.previews[attempt_id] = None  # a frame that comes after the end is not shown
 
         async def run() -> None:
             try:
@@ -297,6 +339,9 @@ class BackendWatch:
                 )
             )
         )
+        # Feeds of attempts no longer running go; a late frame of one reads that it ended.
+        for gone in set(self.previews) - set(out):
+            self.previews.pop(gone, None)
         for attempt_id in out:
             if attempt_id in self.finishing:
                 continue

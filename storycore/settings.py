@@ -133,6 +133,11 @@ CHANNEL_LAYERS = {
 # socket holds an early one this long (seconds) for the ones before it, then resyncs with a
 # fresh snapshot (generation/live_order.py).
 LIVE_EVENTS_REORDER_WINDOW = env_float("LIVE_EVENTS_REORDER_WINDOW", 2.0, minimum=0.05)
+# A render's preview frames (a backend sends one per sampler step) go to its brief's sockets at
+# most once per interval (seconds) per attempt; frames in between, and any larger than the cap
+# (bytes; 0 sends none), are dropped (generation/live_previews.py).
+LIVE_PREVIEW_MIN_INTERVAL_S = env_float("LIVE_PREVIEW_MIN_INTERVAL_S", 0.5, minimum=0.0)
+LIVE_PREVIEW_MAX_BYTES = env_int("LIVE_PREVIEW_MAX_BYTES", 512 * 1024, minimum=0)
 
 # --- Storage --------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
