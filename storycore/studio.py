@@ -104,7 +104,16 @@ def studio_processes(*, host: str, web_port: int, var_dir: Path, embedded_valkey
     specs.append(
         ProcessSpec(
             "preview server",
-            [python, "manage.py", "preview_server", "--port", str(settings.PREVIEW_SERVER_PORT)],
+            # latent2rgb: the demo's cards show a render's preview frames before its final image.
+            [
+                python,
+                "manage.py",
+                "preview_server",
+                "--port",
+                str(settings.PREVIEW_SERVER_PORT),
+                "--preview-method",
+                "latent2rgb",
+            ],
             port=settings.PREVIEW_SERVER_PORT,
         )
     )
