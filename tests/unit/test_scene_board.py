@@ -544,3 +544,17 @@ def test_a_save_that_changes_nothing_tells_nobody(client, brief):
     seq = Brief.objects.get(pk=brief.pk).event_seq
     _save(client, brief.scenes.get(position=1), base_version=1)
     assert Brief.objects.get(pk=brief.pk).event_seq == seq
+
+
+def test_a_scene_deleted_in_the_admin_can_be_restored_and_its_render_is_cancelled(
+    admin_client, client, brief, template, backend, staff_user
+):
+    harbour = brief.scenes.get(position=1)
+    job = services.render_job_submit(scene=harbour, user=staff_user)
+    response = admin_client.post(f"/admin/briefs/scene/{harbour.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert _titles(brief) == ["Deck"]
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLED
+    assert client.post(f"/scenes/{harbour.uuid}/restore/", **JSON).status_code == 200
+    assert _titles(brief) == ["Harbour", "Deck"]
