@@ -10,6 +10,7 @@ from briefs import services
 from briefs.forms import SceneAdminForm, SceneAdminFormSet, version_note
 from briefs.models import Brief, Character, Scene, Team
 from briefs.selectors import team_preferred_for
+from generation import services as render_services
 
 
 class CharacterAdminFormSet(BaseInlineFormSet):
@@ -130,11 +131,11 @@ class SceneAdmin(admin.ModelAdmin):
         self.message_user(request, f"{scene.brief}: {note}.", messages.INFO)
 
     def delete_model(self, request: HttpRequest, obj: Scene) -> None:
-        services.scene_delete(scene=obj)
+        render_services.scene_delete_with_renders(scene=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Scene]) -> None:
         for scene in queryset:
-            services.scene_delete(scene=scene)
+            render_services.scene_delete_with_renders(scene=scene)
 
 
 @admin.register(Team)

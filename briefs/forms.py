@@ -9,6 +9,7 @@ from django.http import HttpRequest
 
 from briefs import services
 from briefs.models import AspectRatio, Brief, Character, Scene
+from generation import services as render_services
 from generation.artifact_check import inspect_image
 from generation.models import WorkflowTemplate
 from generation.providers.base import ProviderError
@@ -252,7 +253,8 @@ class SceneAdminFormSet(BaseInlineFormSet):
         return scene
 
     def delete_existing(self, obj: Any, commit: bool = True) -> None:
-        services.scene_delete(scene=obj)
+        # Like the editor's delete: restorable for a while, its unfinished renders cancelled.
+        render_services.scene_delete_with_renders(scene=obj)
         self.notes.append(f"“{obj.title}” deleted")
 
 

@@ -211,6 +211,15 @@ class Character(models.Model):
         return self.name
 
 
+class LiveSceneManager(models.Manager["Scene"]):
+    def get_queryset(self) -> models.QuerySet["Scene"]:
+        return super().get_queryset().filter(deleted_at__isnull=True)
+
+
+class AnySceneManager(models.Manager["Scene"]):
+    """Deleted scenes too: for restoring and purging them."""
+
+
 class Scene(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     brief = models.ForeignKey(Brief, on_delete=models.CASCADE, related_name="scenes")
@@ -245,6 +254,14 @@ class Scene(models.Model):
     version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set when the scene is deleted: it stays (with its renders) for the undo window, at the
+    # position it had, then is purged. Only `all_objects` sees it meanwhile.
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # The first manager is the default: brief.scenes, querysets, the admin and the API see
+    # only scenes in the brief. A job's `scene` still reaches a deleted one (the base manager).
+    objects = LiveSceneManager()
+    all_objects = AnySceneManager()
 
     class Meta:
         ordering = ["brief", "position", "id"]

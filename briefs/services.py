@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
@@ -309,51 +310,234 @@ def _cast(brief: Brief, names_or_characters: list[Any]) -> list[Character]:
     return cast
 
 
-def scene_update(*, scene: Scene, **values: Any) -> Scene:
-    """Change a scene; its version goes up when anything that a render uses changed."""
+class SceneRefused(Exception):
+    """A change to a scene that cannot be made as asked; the message says why."""
+
+
+class SceneConflict(Exception):
+    """A save made from an older version of the scene that would overwrite someone else's edit.
+
+    Nothing was saved. `scene` is the scene as stored now; `differs` names the fields where what
+    was submitted differs from it.
+    """
+
+    def __init__(self, *, scene: Scene, differs: list[str]) -> None:
+        super().__init__(
+            f"Someone saved this scene while you were editing (version {scene.version}). "
+            "Both versions are shown; keep yours or take theirs."
+        )
+        self.scene = scene
+        self.differs = differs
+
+
+def scene_differs(scene: Scene, values: dict[str, Any]) -> list[str]:
+    """The fields (in the editor's order) where `values` would change the scene as given."""
+    differs = []
+    for name in SCENE_FIELDS:
+        if name not in values:
+            continue
+        value = values[name]
+        if name == "characters":
+            cast = {c.pk for c in _cast(scene.brief, list(value))}
+            if cast != set(scene.characters.values_list("pk", flat=True)):
+                differs.append(name)
+        elif name == "input_image":
+            # None leaves the stored image alone; False clears it; else a file, stored or new.
+            if value is not None and (
+                bool(scene.input_image) if value is False else value != scene.input_image
+            ):
+                differs.append(name)
+        elif getattr(scene, name) != value:
+            differs.append(name)
+    return differs
+
+
+def scene_update(
+    *, scene: Scene, base_version: int | None = None, overwrite: bool = False, **values: Any
+) -> Scene:
+    """Change a scene; its version goes up when anything that a render uses changed.
+
+    `base_version` is the version the values were edited from: when the scene has moved on since
+    and the values differ from it, SceneConflict is raised and nothing changes, unless `overwrite`.
+    """
     unknown = set(values) - set(SCENE_FIELDS)
     if unknown:
         raise TypeError(f"scene_update() got unknown fields: {', '.join(sorted(unknown))}")
-    image = values.pop("input_image", None)  # None: untouched, False: cleared, else the stored or a new file
-    cast = _cast(scene.brief, list(values.pop("characters"))) if "characters" in values else None
-    cast_changed = cast is not None and {c.pk for c in cast} != set(
-        scene.characters.values_list("pk", flat=True)
-    )
-    changed = {name: value for name, value in values.items() if getattr(scene, name) != value}
-    if image is None:
-        image_changed = False
-    elif image is False:
-        image_changed = bool(scene.input_image)
-    else:
-        image_changed = image != scene.input_image
-    if not changed and not image_changed and not cast_changed:
-        return scene
     with transaction.atomic():
-        if cast_changed:
-            assert cast is not None
-            scene.characters.set(cast)
-        if image_changed:
-            scene.input_image = "" if image is False else image
+        # Read the row as stored, locked: two saves of one scene compare and write in turn.
+        stored = Scene.objects.select_for_update().select_related("brief").filter(pk=scene.pk).first()
+        if stored is None:
+            raise SceneRefused("This scene has been deleted; restore it before saving.")
+        differs = scene_differs(stored, values)
+        if base_version is not None and stored.version != base_version and differs and not overwrite:
+            raise SceneConflict(scene=stored, differs=differs)
+        if not differs:
+            return scene
+        image = values.pop("input_image", None)
+        if "characters" in differs:
+            stored.characters.set(_cast(stored.brief, list(values["characters"])))
+        if "input_image" in differs:
+            stored.input_image = "" if image is False else image
             # save() rather than update(): a new file must go through the field's storage.
-            scene.save(update_fields=["input_image"])
-        Scene.objects.filter(pk=scene.pk).update(
+            stored.save(update_fields=["input_image"])
+        changed = {name: values[name] for name in differs if name not in ("characters", "input_image")}
+        Scene.objects.filter(pk=stored.pk).update(
             version=F("version") + 1, updated_at=timezone.now(), **changed
         )
-    scene.refresh_from_db()
-    return scene
+    stored.refresh_from_db()
+    if scene is not stored:
+        scene.refresh_from_db()  # callers holding their copy see what was saved
+    return stored
+
+
+def _scene_order(brief_id: int) -> list[dict[str, Any]]:
+    return [
+        {"uuid": str(uuid), "position": position}
+        for uuid, position in Scene.objects.filter(brief_id=brief_id)
+        .order_by("position", "id")
+        .values_list("uuid", "position")
+    ]
+
+
+def scene_order(*, brief: Brief) -> list[dict[str, Any]]:
+    """The brief's scenes in order, as the editor's board places them: [{"uuid", "position"}]."""
+    return _scene_order(brief.pk)
+
+
+def _lock_scenes(brief_id: int) -> list[Scene]:
+    """Lock the brief (as scene_create does) and its scenes; the scenes in their order."""
+    Brief.objects.select_for_update().filter(pk=brief_id).first()
+    return list(Scene.objects.select_for_update().filter(brief_id=brief_id).order_by("position", "id"))
+
+
+def _renumber(scenes: list[Scene]) -> None:
+    """Positions 1..n in the order given, writing only the rows that move."""
+    for position, scene in enumerate(scenes, start=1):
+        if scene.position != position:
+            Scene.objects.filter(pk=scene.pk).update(position=position)
+            scene.position = position
 
 
 @transaction.atomic
-def scene_delete(*, scene: Scene) -> None:
+def scene_move(*, scene: Scene, position: int) -> list[dict[str, Any]]:
+    """Move a scene to `position` (from 1, clamped to the brief's scenes); returns the new order.
+
+    Its version stays: the order is not part of what a render sends.
+    """
+    scenes = _lock_scenes(scene.brief_id)
+    moving = next((s for s in scenes if s.pk == scene.pk), None)
+    if moving is None:
+        raise SceneRefused("This scene has been deleted; restore it before moving it.")
+    scenes.remove(moving)
+    scenes.insert(min(max(position, 1), len(scenes) + 1) - 1, moving)
+    _renumber(scenes)
+    Brief.objects.filter(pk=scene.brief_id).update(updated_at=timezone.now())
+    return _scene_order(scene.brief_id)
+
+
+COPY_SUFFIX = " (copy)"
+
+
+@transaction.atomic
+def scene_duplicate(*, scene: Scene) -> Scene:
+    """A copy of the scene right after it: every field, its cast, its seed and its input image.
+
+    The copy shares the stored image file: nothing deletes scene images (a purge removes rows only).
+    """
+    scenes = _lock_scenes(scene.brief_id)
+    original = next((s for s in scenes if s.pk == scene.pk), None)
+    if original is None:
+        raise SceneRefused("This scene has been deleted; restore it before duplicating it.")
+    max_title = Scene._meta.get_field("title").max_length or 200
+    values = {
+        name: getattr(original, name) for name in SCENE_FIELDS if name not in ("characters", "input_image")
+    }
+    values["title"] = original.title[: max_title - len(COPY_SUFFIX)] + COPY_SUFFIX
+    copy = Scene.objects.create(
+        brief_id=original.brief_id,
+        position=original.position + 1,
+        input_image=original.input_image.name or "",
+        **values,
+    )
+    copy.characters.set(original.characters.all())
+    scenes.insert(scenes.index(original) + 1, copy)
+    _renumber(scenes)
+    Brief.objects.filter(pk=scene.brief_id).update(updated_at=timezone.now())
+    copy.refresh_from_db()
+    return copy
+
+
+@transaction.atomic
+def scene_delete(*, scene: Scene) -> Scene | None:
+    """Take a scene out of its brief, restorable for SCENE_UNDO_KEEP_S (`scene_restore`).
+
+    It keeps the position it had, for a restore; the scenes after it move up. Returns the scene
+    as deleted, or None when it already was. Its renders are the render services' to cancel.
+    """
     brief_id = scene.brief_id
     # Lock the brief and read the position as stored: the caller's copy may predate
     # another delete in the same brief (the admin deletes several scenes in one save).
     Brief.objects.select_for_update().filter(pk=brief_id).first()
     position = Scene.objects.filter(pk=scene.pk).values_list("position", flat=True).first()
     if position is None:
-        return
-    scene.delete()
+        return None
+    now = timezone.now()
+    Scene.objects.filter(pk=scene.pk).update(deleted_at=now, updated_at=now)
     Scene.objects.filter(brief_id=brief_id, position__gt=position).update(position=F("position") - 1)
+    Brief.objects.filter(pk=brief_id).update(updated_at=now)
+    return Scene.all_objects.get(pk=scene.pk)
+
+
+def scene_restorable_until(scene: Scene) -> Any:
+    assert scene.deleted_at is not None
+    return scene.deleted_at + timedelta(seconds=settings.SCENE_UNDO_KEEP_S)
+
+
+@transaction.atomic
+def scene_restore(*, scene: Scene) -> Scene:
+    """Put a deleted scene back where it was (clamped to the brief's scenes now)."""
+    scenes = _lock_scenes(scene.brief_id)
+    stored = Scene.all_objects.filter(pk=scene.pk).first()
+    if stored is None:
+        raise SceneRefused("This scene was deleted for good; it can no longer be restored.")
+    if stored.deleted_at is None:
+        raise SceneRefused(
+            f"Scene {stored.position} ({stored.title}) is not deleted; there is nothing to restore."
+        )
+    if timezone.now() > scene_restorable_until(stored):
+        raise SceneRefused(
+            f"“{stored.title}” was deleted more than {_duration(settings.SCENE_UNDO_KEEP_S)} ago; "
+            "it can no longer be restored."
+        )
+    position = min(max(stored.position, 1), len(scenes) + 1)
+    scenes.insert(position - 1, stored)
+    now = timezone.now()
+    Scene.all_objects.filter(pk=stored.pk).update(deleted_at=None, updated_at=now)
+    _renumber(scenes)
+    Brief.objects.filter(pk=scene.brief_id).update(updated_at=now)
+    return Scene.objects.get(pk=stored.pk)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        hours = int(seconds // 3600)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} seconds"
+
+
+def scenes_purge_deleted(*, older_than_s: float) -> int:
+    """Delete for good the scenes deleted longer ago than the undo window (with their renders)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    purged = 0
+    for pk in Scene.all_objects.filter(deleted_at__lt=cutoff).values_list("pk", flat=True):
+        with transaction.atomic():
+            # One at a time: a scene restored meanwhile is left alone.
+            count, _ = Scene.all_objects.filter(pk=pk, deleted_at__lt=cutoff).delete()
+            purged += 1 if count else 0
+    return purged
 
 
 # -- outline expansion ---------------------------------------------------------------

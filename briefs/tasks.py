@@ -11,6 +11,11 @@ def resume_outlines() -> None:
         expand_outline.delay(request_id)
 
 
+@shared_task(name="briefs.purge_deleted_scenes", acks_late=True, ignore_result=True)
+def purge_deleted_scenes() -> None:
+    services.scenes_purge_deleted(older_than_s=settings.SCENE_UNDO_KEEP_S)
+
+
 @shared_task(name="briefs.expand_outline", acks_late=True, ignore_result=True)
 def expand_outline(request_id: int) -> None:
     expander = expander_from_config(

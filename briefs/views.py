@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.files.storage import storages
+from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -12,10 +13,11 @@ from django.views.decorators.http import require_GET, require_POST
 from briefs import services
 from briefs.forms import BriefForm, CharacterForm, IdeaForm, SceneForm
 from briefs.models import Brief, Character, OutlineRequest, Scene
+from briefs.presenters import scene_fields_json, scene_payload, scene_values
 from briefs.selectors import briefs_visible_to, composed_for, scenes_visible_to, team_preferred_for
 from generation import services as render_services
 from generation.downloads import artifact_response
-from generation.events import job_payload
+from generation.events import job_payload, publish_scene_changed
 from generation.models import Artifact
 from generation.selectors import artifacts_visible_to, jobs_visible_to, latest_job_per_scene
 from storycore.responses import file_response
@@ -160,6 +162,21 @@ def scene_create(request: HttpRequest, brief_uuid: str) -> HttpResponse:
     return redirect(f"{reverse('briefs:detail', args=[brief.uuid])}#scene-{scene.uuid}")
 
 
+def _scene_url(scene: Scene) -> str:
+    return f"{reverse('briefs:detail', args=[scene.brief.uuid])}#scene-{scene.uuid}"
+
+
+def _base_version(request: HttpRequest) -> tuple[int | None, str | None]:
+    """The scene version the page edited from, and an error when it is missing or not a number."""
+    raw = request.POST.get("base_version", "").strip()
+    if not raw:
+        return None, "Send base_version: the scene version this page was editing from."
+    try:
+        return int(raw), None
+    except ValueError:
+        return None, f"base_version must be a scene version (a whole number), not “{raw[:40]}”."
+
+
 @login_required
 @require_POST
 def scene_update(request: HttpRequest, scene_uuid: str) -> HttpResponse:
@@ -171,11 +188,110 @@ def scene_update(request: HttpRequest, scene_uuid: str) -> HttpResponse:
         prefix=f"s{scene.pk}",
         brief=scene.brief,
     )
+    wants_json = _wants_json(request)
+    base_version, base_error = _base_version(request)
+    if wants_json and base_error:
+        return JsonResponse({"errors": {"base_version": [base_error]}}, status=400)
     if not form.is_valid():
+        if wants_json:
+            return JsonResponse(
+                {"errors": {name: list(errs) for name, errs in form.errors.items()}}, status=400
+            )
         return _editor(request, scene.brief, bound_scene=(scene.pk, form), status=400)
-    services.scene_update(scene=scene, **form.cleaned_data)
-    messages.success(request, f"Scene {scene.position} saved.")
-    return redirect(f"{reverse('briefs:detail', args=[scene.brief.uuid])}#scene-{scene.uuid}")
+    before = scene.version
+    try:
+        with transaction.atomic():
+            saved = services.scene_update(
+                scene=scene,
+                base_version=base_version,
+                overwrite=request.POST.get("overwrite") == "1",
+                **form.cleaned_data,
+            )
+            if saved.version != before:
+                publish_scene_changed(
+                    brief=scene.brief, scene_uuid=scene.uuid, action="updated", version=saved.version
+                )
+    except services.SceneConflict as exc:
+        if not wants_json:
+            messages.error(request, f"Not saved: {exc}")
+            return redirect(_scene_url(scene))
+        return JsonResponse(
+            {
+                "code": "conflict",
+                "error": str(exc),
+                "theirs": {
+                    "version": exc.scene.version,
+                    "fields": scene_fields_json(scene_values(exc.scene)),
+                },
+                "yours": {"fields": scene_fields_json(form.cleaned_data)},
+                "differs": exc.differs,
+            },
+            status=409,
+        )
+    except services.SceneRefused as exc:
+        if not wants_json:
+            messages.error(request, str(exc))
+            return redirect("briefs:detail", brief_uuid=scene.brief.uuid)
+        return JsonResponse({"code": "deleted", "error": str(exc)}, status=409)
+    if wants_json:
+        return JsonResponse({"scene": scene_payload(saved)})
+    messages.success(request, f"Scene {saved.position} saved.")
+    return redirect(_scene_url(scene))
+
+
+@login_required
+@require_POST
+def scene_move(request: HttpRequest, scene_uuid: str) -> HttpResponse:
+    scene = get_object_or_404(scenes_visible_to(request.user).select_related("brief"), uuid=scene_uuid)
+    raw = request.POST.get("position", "").strip()
+    try:
+        position = int(raw)
+    except ValueError:
+        error = f"position must be a whole number from 1 (the first scene), not “{raw[:40]}”."
+        if _wants_json(request):
+            return JsonResponse({"errors": {"position": [error]}}, status=400)
+        messages.error(request, f"Scene not moved: {error}")
+        return redirect(_scene_url(scene))
+    try:
+        with transaction.atomic():
+            order = services.scene_move(scene=scene, position=position)
+            publish_scene_changed(
+                brief=scene.brief, scene_uuid=scene.uuid, action="moved", version=scene.version
+            )
+    except services.SceneRefused as exc:
+        return _scene_refused(request, scene, exc)
+    if _wants_json(request):
+        return JsonResponse({"order": order})
+    now_at = next(item["position"] for item in order if item["uuid"] == str(scene.uuid))
+    messages.success(request, f"Scene moved to position {now_at}.")
+    return redirect(_scene_url(scene))
+
+
+def _scene_refused(request: HttpRequest, scene: Scene, exc: Exception) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"error": str(exc)}, status=409)
+    messages.error(request, str(exc))
+    return redirect("briefs:detail", brief_uuid=scene.brief.uuid)
+
+
+@login_required
+@require_POST
+def scene_duplicate(request: HttpRequest, scene_uuid: str) -> HttpResponse:
+    scene = get_object_or_404(scenes_visible_to(request.user).select_related("brief"), uuid=scene_uuid)
+    try:
+        with transaction.atomic():
+            copy = services.scene_duplicate(scene=scene)
+            publish_scene_changed(
+                brief=scene.brief, scene_uuid=copy.uuid, action="duplicated", version=copy.version
+            )
+    except services.SceneRefused as exc:
+        return _scene_refused(request, scene, exc)
+    if _wants_json(request):
+        return JsonResponse(
+            {"scene": scene_payload(copy), "order": services.scene_order(brief=scene.brief)}, status=201
+        )
+    messages.success(request, f"Scene {scene.position} duplicated as scene {copy.position}.")
+    return redirect(_scene_url(copy))
 
 
 @login_required
@@ -208,9 +324,49 @@ def character_delete(request: HttpRequest, character_uuid: str) -> HttpResponse:
 def scene_delete(request: HttpRequest, scene_uuid: str) -> HttpResponse:
     scene = get_object_or_404(scenes_visible_to(request.user).select_related("brief"), uuid=scene_uuid)
     brief_uuid = scene.brief.uuid
-    services.scene_delete(scene=scene)
-    messages.success(request, "Scene deleted.")
+    with transaction.atomic():
+        deleted, _ = render_services.scene_delete_with_renders(scene=scene)
+        if deleted is not None:
+            publish_scene_changed(
+                brief=scene.brief, scene_uuid=scene.uuid, action="deleted", version=scene.version
+            )
+    undo_url = reverse("briefs:scene-restore", args=[scene.uuid])
+    if _wants_json(request):
+        return JsonResponse(
+            {
+                "deleted": {"uuid": str(scene.uuid), "position": scene.position, "title": scene.title},
+                "undo_url": undo_url,
+            }
+        )
+    messages.success(request, f"Scene {scene.position} ({scene.title}) deleted.")
     return redirect("briefs:detail", brief_uuid=brief_uuid)
+
+
+@login_required
+@require_POST
+def scene_restore(request: HttpRequest, scene_uuid: str) -> HttpResponse:
+    # Deleted scenes too, but only in the briefs this user may see.
+    scene = get_object_or_404(
+        Scene.all_objects.filter(brief__in=briefs_visible_to(request.user)).select_related("brief"),
+        uuid=scene_uuid,
+    )
+    try:
+        with transaction.atomic():
+            restored = services.scene_restore(scene=scene)
+            publish_scene_changed(
+                brief=scene.brief, scene_uuid=scene.uuid, action="restored", version=restored.version
+            )
+    except services.SceneRefused as exc:
+        if _wants_json(request):
+            return JsonResponse({"code": "not-restorable", "error": str(exc)}, status=409)
+        messages.error(request, str(exc))
+        return redirect("briefs:detail", brief_uuid=scene.brief.uuid)
+    if _wants_json(request):
+        return JsonResponse(
+            {"scene": scene_payload(restored), "order": services.scene_order(brief=scene.brief)}
+        )
+    messages.success(request, f"Scene {restored.position} ({restored.title}) restored.")
+    return redirect(_scene_url(restored))
 
 
 @login_required
@@ -218,7 +374,16 @@ def scene_delete(request: HttpRequest, scene_uuid: str) -> HttpResponse:
 def scene_render(request: HttpRequest, scene_uuid: str) -> HttpResponse:
     scene = get_object_or_404(scenes_visible_to(request.user).select_related("brief"), uuid=scene_uuid)
     try:
-        job = render_services.render_job_submit(scene=scene, user=request.user)
+        job = render_services.render_job_submit(
+            scene=scene, user=request.user, again=request.POST.get("again") == "1"
+        )
+    except render_services.RenderAlreadyOpen as exc:
+        if _wants_json(request):
+            return JsonResponse(
+                {"code": "already-rendering", "error": str(exc), "job": job_payload(exc.job)}, status=409
+            )
+        messages.warning(request, str(exc))
+        return redirect(_scene_url(scene))
     except render_services.RenderRefused as exc:
         if _wants_json(request):
             return JsonResponse({"error": str(exc)}, status=409)
@@ -227,15 +392,31 @@ def scene_render(request: HttpRequest, scene_uuid: str) -> HttpResponse:
     if _wants_json(request):
         return JsonResponse({"job": job_payload(job)}, status=202)
     messages.info(request, f"Scene {scene.position} queued for rendering.")
-    return redirect(f"{reverse('briefs:detail', args=[scene.brief.uuid])}#scene-{scene.uuid}")
+    return redirect(_scene_url(scene))
 
 
 @login_required
 @require_POST
 def brief_render(request: HttpRequest, brief_uuid: str) -> HttpResponse:
     brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
+    open_scenes = request.POST.get("open", "ask")
+    if open_scenes not in render_services.OPEN_SCENES_CHOICES:
+        error = (
+            f"open must be one of {', '.join(render_services.OPEN_SCENES_CHOICES)}, not “{open_scenes[:40]}”."
+        )
+        if _wants_json(request):
+            return JsonResponse({"errors": {"open": [error]}}, status=400)
+        messages.error(request, error)
+        return redirect("briefs:detail", brief_uuid=brief.uuid)
     try:
-        _, jobs = render_services.render_brief_submit(brief=brief, user=request.user)
+        _, jobs = render_services.render_brief_submit(brief=brief, user=request.user, open_scenes=open_scenes)
+    except render_services.RenderScenesOpen as exc:
+        if _wants_json(request):
+            return JsonResponse(
+                {"code": "already-rendering", "error": str(exc), "scenes": exc.scenes}, status=409
+            )
+        messages.warning(request, str(exc))
+        return redirect("briefs:detail", brief_uuid=brief.uuid)
     except render_services.RenderRefused as exc:
         if _wants_json(request):
             return JsonResponse({"error": str(exc)}, status=409)

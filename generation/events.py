@@ -158,6 +158,29 @@ async def publish_preview(target: PreviewTarget, image_url: str) -> None:
     _sender().put(group, (envelope,), ephemeral=True)
 
 
+SCENE_ACTIONS = ("updated", "moved", "duplicated", "deleted", "restored")
+
+
+def publish_scene_changed(*, brief: Brief, scene_uuid: object, action: str, version: int) -> None:
+    """Tell the brief's other windows that a scene was edited, moved, duplicated, deleted or restored.
+
+    Call it inside the transaction that made the change: its number is taken with the brief's row
+    lock, so events of one brief are numbered in the order their changes commit.
+    """
+    if action not in SCENE_ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(SCENE_ACTIONS)}, not {action!r}")
+    with transaction.atomic():
+        seq = _next_seq(brief.pk)
+        message = {
+            "type": "scene.changed",
+            "seq": seq,
+            "brief": str(brief.uuid),
+            "data": {"scene": str(scene_uuid), "action": action, "version": version},
+        }
+        group = brief_group(brief.uuid)
+        transaction.on_commit(lambda: _send(group, message))
+
+
 def _send(group: str, *messages: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:

@@ -213,6 +213,9 @@ OUTLINE_BASE_URL = env_str("OUTLINE_BASE_URL", "")
 OUTLINE_MODEL = env_str("OUTLINE_MODEL", "gpt-4o-mini")
 OUTLINE_API_KEY = env_str("OUTLINE_API_KEY", "")
 OUTLINE_TIMEOUT = env_float("OUTLINE_TIMEOUT", 60.0, minimum=1.0)
+
+# How long a deleted scene can be restored (the editor's undo); beat purges older ones for good.
+SCENE_UNDO_KEEP_S = env_float("SCENE_UNDO_KEEP_S", 24 * 3600.0, minimum=1.0)
 # The local RunPod-compatible endpoint (`manage.py runpod_endpoint`), a second backend of
 # the embedded studio when LOCAL_RUNPOD is on.
 LOCAL_RUNPOD = env_bool("LOCAL_RUNPOD", False)
@@ -272,6 +275,8 @@ CELERY_BEAT_SCHEDULE = {
     "finish-runs": {"task": "telemetry.finish_runs", "schedule": RECONCILE_INTERVAL},
     # Outline requests whose task a lost broker message or a killed worker left behind.
     "resume-outlines": {"task": "briefs.resume_outlines", "schedule": RECONCILE_INTERVAL},
+    # Deleted scenes past their undo window, with their renders.
+    "purge-deleted-scenes": {"task": "briefs.purge_deleted_scenes", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

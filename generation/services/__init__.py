@@ -24,7 +24,10 @@ from generation.services.backends import (
 )
 from generation.services.jobs import (
     MAX_SEED,
+    OPEN_SCENES_CHOICES,
+    RenderAlreadyOpen,
     RenderRefused,
+    RenderScenesOpen,
     default_template,
     dispatch_soon,
     job_progress,
@@ -32,6 +35,7 @@ from generation.services.jobs import (
     render_brief_submit,
     render_job_cancel,
     render_job_submit,
+    scene_delete_with_renders,
     scene_render_params,
 )
 from generation.services.templates import (
@@ -46,8 +50,11 @@ __all__ = [
     "DEGRADED_LATENCY_S",
     "HEALTH_MESSAGE_CHARS",
     "MAX_SEED",
+    "OPEN_SCENES_CHOICES",
     "TEMPLATE_LABEL_FIELDS",
+    "RenderAlreadyOpen",
     "RenderRefused",
+    "RenderScenesOpen",
     "backend_check_health",
     "backend_object_info",
     "backend_record_health",
@@ -65,6 +72,7 @@ __all__ = [
     "render_brief_submit",
     "render_job_cancel",
     "render_job_submit",
+    "scene_delete_with_renders",
     "scene_render_params",
     "workflow_check_on_backend",
     "workflow_template_import",

@@ -19,6 +19,7 @@ from django.core.files.storage import storages
 from django.db import transaction
 from django.utils import timezone
 
+from briefs import services as brief_services
 from briefs.models import Brief, Scene
 from briefs.selectors import composed_for
 from generation import events
@@ -48,6 +49,27 @@ MAX_SEED = 2**48
 
 class RenderRefused(Exception):
     """A render that cannot be asked for as things stand; the message says why."""
+
+
+class RenderAlreadyOpen(RenderRefused):
+    """A render of a scene whose same version (scene, story bible, template) is still queued or
+    running: asked again with `again=True`, it is queued anyway. `job` is the open one."""
+
+    def __init__(self, message: str, *, job: RenderJob) -> None:
+        super().__init__(message)
+        self.job = job
+
+
+class RenderScenesOpen(RenderRefused):
+    """Render all, asked, while some scenes are still rendering their unchanged version.
+    `scenes` are those scenes' uuids, in order; `open_scenes="skip"` or `"again"` decides."""
+
+    def __init__(self, message: str, *, scenes: list[str]) -> None:
+        super().__init__(message)
+        self.scenes = scenes
+
+
+OPEN_SCENES_CHOICES = ("ask", "skip", "again")
 
 
 def _user_or_none(user: User | AnonymousUser | None) -> User | None:
@@ -170,6 +192,51 @@ def dispatch_soon() -> None:
     transaction.on_commit(nudge)
 
 
+def _open_job_like(scene: Scene, template: WorkflowTemplate) -> RenderJob | None:
+    """The scene's newest unfinished job, if it renders what a new one would: the same scene
+    version, story bible version and template version."""
+    job = (
+        RenderJob.objects.filter(scene_id=scene.pk)
+        .exclude(state__in=TERMINAL_STATES)
+        .select_related("scene", "brief")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if job is None:
+        return None
+    same = (
+        job.scene_version == scene.version
+        and job.params.get("bible_version") == scene.brief.bible_version
+        and job.template_id == template.pk
+        and job.template_version == template.version
+    )
+    return job if same else None
+
+
+def _ago(when: Any) -> str:
+    seconds = max(0, int((timezone.now() - when).total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
+
+
+def _locked(scenes: list[Scene]) -> list[Scene]:
+    """The scenes re-read under a row lock, in the order given: submits of one scene that arrive
+    together check for an open render one after another, so only the first queues one."""
+    rows = {
+        s.pk: s
+        for s in Scene.objects.select_for_update()
+        .select_related("brief")
+        .filter(pk__in=[s.pk for s in scenes])
+    }
+    gone = [s for s in scenes if s.pk not in rows]
+    if gone:
+        raise RenderRefused(f"Scene {gone[0].position} ({gone[0].title}) has been deleted.")
+    return [rows[s.pk] for s in scenes]
+
+
 @transaction.atomic
 def render_job_submit(
     *,
@@ -179,11 +246,27 @@ def render_job_submit(
     backend: Backend | None = None,
     preset: QueuePolicy | None = None,
     policy_overrides: dict[str, Any] | None = None,
+    again: bool = False,
 ) -> RenderJob:
+    """Queue a render of the scene as it is stored now.
+
+    While the same version is still queued or running, RenderAlreadyOpen asks first; `again`
+    renders it anyway (a second take with another seed, say).
+    """
     _require_a_backend(backend)
+    (scene,) = _locked([scene])
+    template = template or scene.brief.template or default_template()
+    if not again:
+        open_job = _open_job_like(scene, template)
+        if open_job is not None:
+            raise RenderAlreadyOpen(
+                f"Scene {scene.position} is already rendering this version "
+                f"(queued {_ago(open_job.created_at)} ago). Render it again anyway?",
+                job=open_job,
+            )
     job = _new_job(
         scene=scene,
-        template=template or scene.brief.template or default_template(),
+        template=template,
         backend=backend,
         batch=None,
         priority=Priority.INTERACTIVE,
@@ -202,12 +285,32 @@ def render_brief_submit(
     backend: Backend | None = None,
     preset: QueuePolicy | None = None,
     policy_overrides: dict[str, Any] | None = None,
+    open_scenes: str = "again",
 ) -> tuple[RenderBatch, list[RenderJob]]:
+    """Render every scene of the brief in one batch.
+
+    `open_scenes` says what to do with scenes whose unchanged version is still rendering:
+    "ask" refuses with RenderScenesOpen naming them, "skip" leaves them out, "again" renders them too.
+    """
+    if open_scenes not in OPEN_SCENES_CHOICES:
+        raise ValueError(f"open_scenes must be one of {', '.join(OPEN_SCENES_CHOICES)}, not {open_scenes!r}")
     scenes = list(brief.scenes.order_by("position"))
     if not scenes:
         raise RenderRefused("This brief has no scenes to render yet.")
     _require_a_backend(backend)
     template = template or brief.template or default_template()
+    if open_scenes != "again":
+        scenes = _locked(scenes)
+        rendering = [s for s in scenes if _open_job_like(s, template) is not None]
+        if rendering and open_scenes == "ask":
+            raise RenderScenesOpen(
+                f"{len(rendering)} of {len(scenes)} scenes are already rendering unchanged. "
+                "Render only the others, or all of them again?",
+                scenes=[str(s.uuid) for s in rendering],
+            )
+        scenes = [s for s in scenes if s not in rendering]
+        if not scenes:
+            raise RenderRefused("Every scene is already rendering unchanged; nothing new to queue.")
     owner = _user_or_none(user)
     policy = policy_in_force(preset=preset, overrides=policy_overrides, bounded=_policy_bounded_for(user))
     batch = RenderBatch.objects.create(brief=brief, created_by=owner, policy=policy)
@@ -224,6 +327,19 @@ def render_brief_submit(
         for scene in scenes
     ]
     return batch, _save_new_jobs(jobs)
+
+
+def scene_delete_with_renders(*, scene: Scene) -> tuple[Scene | None, int]:
+    """Delete a scene (restorable for a while: `briefs.services.scene_delete`) and cancel its
+    unfinished renders. Returns the scene as deleted (None when it already was) and how many
+    renders were cancelled."""
+    with transaction.atomic():
+        deleted = brief_services.scene_delete(scene=scene)
+        cancelled = 0
+        if deleted is not None:
+            for job in RenderJob.objects.filter(scene_id=scene.pk).exclude(state__in=TERMINAL_STATES):
+                cancelled += render_job_cancel(job=job)
+    return deleted, cancelled
 
 
 def job_transition(

@@ -31,8 +31,8 @@ from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from briefs.models import OutlineRequest, Team
-from briefs.services import brief_create, character_create, scene_create
+from briefs.models import OutlineRequest, Scene, Team
+from briefs.services import brief_create, character_create, scene_create, scene_delete
 from generation import services
 from generation.models import Artifact, Attempt, AttemptState, JobState
 from storycore.asgi import application, websocket_urlpatterns
@@ -161,6 +161,12 @@ def _scene_form(world: World) -> dict[str, str]:
     return {f"{prefix}-title": "Deck at dawn", f"{prefix}-prompt": "two strangers, first light"}
 
 
+def _deleted_first(world: World) -> dict[str, str]:
+    scene = Scene.objects.get(uuid=world.objects["scene_uuid"])
+    scene_delete(scene=scene)
+    return {}
+
+
 SEEN = (LOGIN, 200, 404, 404, 200)  # an editor page of the team's brief
 CHANGED = (LOGIN, PAGE, 404, 404, PAGE)  # an editor change to the team's brief
 API_SEEN = (401, 200, 404, 404, 200)
@@ -177,6 +183,11 @@ ROWS = [
     Row("briefs:render", "POST", CHANGED),
     Row("briefs:scene-update", "POST", CHANGED, data=_scene_form),
     Row("briefs:scene-delete", "POST", CHANGED),
+    # A scene not deleted: the page says there is nothing to restore; another team's is unknown.
+    Row("briefs:scene-restore", "POST", CHANGED),
+    Row("briefs:scene-restore", "POST", CHANGED, data=_deleted_first, label="deleted"),
+    Row("briefs:scene-move", "POST", CHANGED, data={"position": "1"}),
+    Row("briefs:scene-duplicate", "POST", CHANGED),
     Row("briefs:character-create", "POST", CHANGED, data={"newc-name": "Ines", "newc-look": "grey coat"}),
     Row("briefs:character-delete", "POST", CHANGED),
     Row("briefs:from-idea", "POST", (LOGIN, PAGE, PAGE, PAGE, PAGE), data={"idea": "A ferry in fog."}),
