@@ -1,6 +1,6 @@
 from django.urls import path
 
-from briefs import views
+from briefs import board_views, views
 
 app_name = "briefs"
 
@@ -20,6 +20,11 @@ urlpatterns = [
     path("scenes/<uuid:scene_uuid>/move/", views.scene_move, name="scene-move"),
     path("scenes/<uuid:scene_uuid>/duplicate/", views.scene_duplicate, name="scene-duplicate"),
     path("scenes/<uuid:scene_uuid>/render/", views.scene_render, name="scene-render"),
+    path("scenes/<uuid:scene_uuid>/card/", board_views.scene_card, name="scene-card"),
+    path("briefs/<uuid:brief_uuid>/board/", board_views.board, name="board"),
+    path("briefs/<uuid:brief_uuid>/runs/", board_views.runs, name="runs"),
+    path("briefs/<uuid:brief_uuid>/save/", board_views.brief_save, name="brief-save"),
+    path("characters/<uuid:character_uuid>/", board_views.character_save, name="character-save"),
     path("jobs/<uuid:job_uuid>/cancel/", views.job_cancel, name="job-cancel"),
     path("artifacts/<uuid:artifact_uuid>/", views.artifact_file, name="artifact"),
     path("scenes/<uuid:scene_uuid>/input-image/", views.scene_input_image, name="scene-input-image"),

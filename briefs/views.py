@@ -11,15 +11,16 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from briefs import services
+from briefs.board import progress_of, scene_cards
 from briefs.forms import BriefForm, CharacterForm, IdeaForm, SceneForm
 from briefs.models import Brief, Character, OutlineRequest, Scene
 from briefs.presenters import scene_fields_json, scene_payload, scene_values
-from briefs.selectors import briefs_visible_to, composed_for, scenes_visible_to, team_preferred_for
+from briefs.selectors import briefs_visible_to, scenes_visible_to, team_preferred_for
 from generation import services as render_services
 from generation.downloads import artifact_response
 from generation.events import job_payload, publish_scene_changed
 from generation.models import Artifact
-from generation.selectors import artifacts_visible_to, jobs_visible_to, latest_job_per_scene
+from generation.selectors import artifacts_visible_to, jobs_visible_to
 from storycore.responses import file_response
 from telemetry.selectors import brief_runs, brief_spend
 
@@ -102,24 +103,7 @@ def _editor(
     new_character_form: CharacterForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    latest = latest_job_per_scene(brief)
-    rows = []
-    for scene in brief.scenes.order_by("position"):
-        form = (
-            bound_scene[1]
-            if bound_scene and bound_scene[0] == scene.pk
-            else SceneForm(instance=scene, prefix=f"s{scene.pk}", brief=brief)
-        )
-        job = latest.get(scene.pk)
-        rows.append(
-            {
-                "scene": scene,
-                "form": form,
-                "job": job,
-                "live": job_payload(job) if job else None,
-                "composed": composed_for(scene),
-            }
-        )
+    cards = scene_cards(brief, bound=bound_scene)
     context = {
         "brief": brief,
         "brief_form": brief_form or BriefForm(instance=brief),
@@ -130,7 +114,8 @@ def _editor(
         ],
         "new_character_form": new_character_form or CharacterForm(prefix="newc", brief=brief),
         "outline": brief.outline_requests.first(),
-        "rows": rows,
+        "cards": cards,
+        "progress": progress_of(cards),
         "runs": brief_runs(brief),
         "spend": brief_spend(brief),
     }

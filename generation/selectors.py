@@ -1,11 +1,13 @@
 """Reads about renders that need more than one query."""
 
+from uuid import UUID
+
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Q, QuerySet
 
 from briefs.models import Brief
 from briefs.selectors import briefs_visible_to
-from generation.models import IN_FLIGHT_STATES, Artifact, Backend, RenderJob
+from generation.models import IN_FLIGHT_STATES, Artifact, Backend, JobState, RenderJob
 
 
 def jobs_visible_to(user: User | AnonymousUser) -> QuerySet[RenderJob]:
@@ -28,6 +30,20 @@ def latest_job_per_scene(brief: Brief) -> dict[int, RenderJob]:
     for job in jobs:
         latest.setdefault(job.scene_id, job)
     return latest
+
+
+def latest_frame_per_scene(brief: Brief) -> dict[int, UUID]:
+    """The uuid of the first artifact of each scene's newest successful job: the frame its card
+    shows, kept while a newer render runs or after one fails."""
+    frames: dict[int, UUID] = {}
+    rows = (
+        Artifact.objects.filter(job__brief=brief, job__state=JobState.SUCCEEDED)
+        .order_by("job__scene_id", "-job__created_at", "-job_id", "created_at", "id")
+        .values_list("job__scene_id", "uuid")
+    )
+    for scene_id, artifact_uuid in rows:
+        frames.setdefault(scene_id, artifact_uuid)
+    return frames
 
 
 def backends_with_load() -> QuerySet[Backend]:

@@ -2,7 +2,8 @@ import os
 import shutil
 
 import pytest
-from playwright.sync_api import sync_playwright
+from django.conf import settings
+from playwright.sync_api import expect, sync_playwright
 
 # Playwright's sync API keeps an event loop on this thread; the ORM calls the
 # tests make between page actions are still plain synchronous calls.
@@ -41,3 +42,24 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture
+def shot(request):
+    """Saves a screenshot of a page as a test artifact, under the var folder's test-artifacts/browser/."""
+    folder = settings.VAR_DIR / "test-artifacts" / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(name: str, *, page=None) -> None:
+        page = page or request.getfixturevalue("page")
+        page.screenshot(path=str(folder / f"{request.node.name}-{name}.png"), full_page=True)
+
+    return take
+
+
+def sign_in(page, web_url: str, username: str = "director", password: str = "a-long-password-3") -> None:
+    page.goto(f"{web_url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Briefs")

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import threading
 import time
 
@@ -12,19 +13,12 @@ from playwright.sync_api import expect
 
 from briefs.services import brief_create
 from generation import events
+from tests.browser.conftest import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
-def _sign_in(page, web_url: str) -> None:
-    page.goto(f"{web_url}/accounts/login/")
-    page.fill("input[name=username]", "director")
-    page.fill("input[name=password]", "a-long-password-3")
-    page.click("button[type=submit]")
-    expect(page.locator("h1")).to_have_text("Briefs")
-
-
-def test_rendering_a_scene_shows_progress_and_the_image_live(studio, page):
+def test_rendering_a_scene_shows_progress_and_the_image_live(studio, page, shot):
     web_url = studio["stack"].web_url
     brief = brief_create(
         user=studio["user"],
@@ -34,7 +28,7 @@ def test_rendering_a_scene_shows_progress_and_the_image_live(studio, page):
             {"title": "Night", "prompt": "an empty pier at night"},
         ],
     )
-    _sign_in(page, web_url)
+    sign_in(page, web_url)
     page.goto(f"{web_url}/briefs/{brief.uuid}/")
     expect(page.get_by_test_id("live-status")).to_have_text("Live updates: on")
     first = page.get_by_test_id("scene").nth(0)
@@ -43,8 +37,9 @@ def test_rendering_a_scene_shows_progress_and_the_image_live(studio, page):
     first.get_by_test_id("render-scene").click()
     expect(first.locator('[data-role="state"]')).to_have_text("Succeeded", timeout=30_000)
     image = first.locator('img[data-role="image"]')
-    expect(image).to_be_visible()
-    assert image.evaluate("img => img.complete && img.naturalWidth") == 512
+    expect(image).to_have_attribute("src", re.compile(r"^/artifacts/"))
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    assert image.evaluate("img => img.naturalWidth") == 512
     assert page.url == url_before  # no reload, no navigation
     download = first.get_by_test_id("download")
     expect(download).to_be_visible()
@@ -52,7 +47,7 @@ def test_rendering_a_scene_shows_progress_and_the_image_live(studio, page):
         download.click()
     assert saved.value.suggested_filename.startswith("scene-1-")
     expect(second.locator('[data-role="state"]')).to_have_text("Not rendered")
-    page.screenshot(path=str(studio["stack"].log_dir / "editor-after-render.png"), full_page=True)
+    shot("after-render")
 
 
 def test_render_all_fills_every_scene(studio, page):
@@ -62,7 +57,7 @@ def test_render_all_fills_every_scene(studio, page):
         title="Three frames",
         scenes=[{"title": f"F{i}", "prompt": f"frame {i}"} for i in range(1, 4)],
     )
-    _sign_in(page, web_url)
+    sign_in(page, web_url)
     page.goto(f"{web_url}/briefs/{brief.uuid}/")
     expect(page.get_by_test_id("live-status")).to_have_text("Live updates: on")
     page.get_by_test_id("render-all").click()
@@ -100,7 +95,7 @@ def test_a_lost_event_is_mended_by_a_snapshot_on_the_same_socket(studio, page):
         socket.on("framereceived", lambda payload: frames.append(json.loads(payload)))
 
     page.on("websocket", follow)
-    _sign_in(page, stack.web_url)
+    sign_in(page, stack.web_url)
     page.goto(f"{stack.web_url}/briefs/{brief.uuid}/")
     expect(page.get_by_test_id("live-status")).to_have_text("Live updates: on")
     # Two events commit; only the second is ever sent.

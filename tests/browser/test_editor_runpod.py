@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 
 from briefs.services import brief_create
 from generation.models import Attempt, Backend
-from tests.browser.test_editor_live import _sign_in
+from tests.browser.conftest import sign_in
 
 # The RunPod endpoint process and its key, shared with the RunPod integration tests.
 from tests.integration.test_runpod_render_path import (  # noqa: F401
@@ -31,7 +31,7 @@ def test_render_all_on_runpod_shows_states_and_images_live(runpod, page):  # noq
             {"title": "Gulls", "prompt": "gulls over a pier"},
         ],
     )
-    _sign_in(page, web_url)
+    sign_in(page, web_url)
     page.goto(f"{web_url}/briefs/{brief.uuid}/")
     expect(page.get_by_test_id("live-status")).to_have_text("Live updates: on")
     url_before = page.url

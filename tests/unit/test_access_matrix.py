@@ -129,6 +129,7 @@ def world(db, template, backend) -> World:
         "scene_uuid": scene.uuid,
         "scene_pk": scene.pk,
         "character_uuid": character.uuid,
+        "character_pk": character.pk,
         "request_uuid": outline.uuid,
         "job_uuid": queued.uuid,
         "artifact_uuid": artifact.uuid,
@@ -161,6 +162,13 @@ def _scene_form(world: World) -> dict[str, str]:
     return {f"{prefix}-title": "Deck at dawn", f"{prefix}-prompt": "two strangers, first light"}
 
 
+def _character_form(world: World) -> dict[str, str]:
+    return {
+        f"c{world.objects['character_pk']}-name": "Ines",
+        f"c{world.objects['character_pk']}-look": "red coat",
+    }
+
+
 def _deleted_first(world: World) -> dict[str, str]:
     scene = Scene.objects.get(uuid=world.objects["scene_uuid"])
     scene_delete(scene=scene)
@@ -190,6 +198,11 @@ ROWS = [
     Row("briefs:scene-duplicate", "POST", CHANGED),
     Row("briefs:character-create", "POST", CHANGED, data={"newc-name": "Ines", "newc-look": "grey coat"}),
     Row("briefs:character-delete", "POST", CHANGED),
+    Row("briefs:scene-card", "GET", SEEN),
+    Row("briefs:board", "GET", SEEN),
+    Row("briefs:runs", "GET", SEEN),
+    Row("briefs:brief-save", "POST", SEEN, data={"title": "Night ferry, third cut"}),
+    Row("briefs:character-save", "POST", CHANGED, data=_character_form),
     Row("briefs:from-idea", "POST", (LOGIN, PAGE, PAGE, PAGE, PAGE), data={"idea": "A ferry in fog."}),
     Row("briefs:outline-retry", "POST", CHANGED),
     Row("briefs:outline-status", "GET", SEEN),
