@@ -1,0 +1,23 @@
+"""The top bar's team switcher, on every page a signed-in user sees."""
+
+from typing import Any
+
+from django import template
+
+from briefs.selectors import team_preferred_for, teams_of
+
+register = template.Library()
+
+
+@register.inclusion_tag("briefs/_team_switcher.html", takes_context=True)
+def team_switcher(context: dict[str, Any]) -> dict[str, Any]:
+    request = context["request"]
+    user = request.user
+    teams = list(teams_of(user)) if user.is_authenticated else []
+    current = team_preferred_for(user) if len(teams) > 1 else None
+    return {
+        "teams": teams if len(teams) > 1 else [],
+        "current": current,
+        "next": request.get_full_path(),
+        "csrf_token": context.get("csrf_token"),
+    }
