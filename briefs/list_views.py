@@ -81,8 +81,11 @@ def _brief_list(
     counts = dict(searched.order_by().values("team_id").annotate(n=Count("id")).values_list("team_id", "n"))
     shown = searched.filter(team=team) if team is not None else searched
     running = OutlineRequest.objects.filter(state__in=[OutlineState.QUEUED, OutlineState.RUNNING])
-    shown = shown.select_related("team").prefetch_related(
-        Prefetch("outline_requests", queryset=running, to_attr="outlines_running")
+    # A unique last key: pages never share or skip a brief that ties on updated_at.
+    shown = (
+        shown.order_by("-updated_at", "-id")
+        .select_related("team")
+        .prefetch_related(Prefetch("outline_requests", queryset=running, to_attr="outlines_running"))
     )
     page = Paginator(shown, PAGE_SIZE).get_page(request.GET.get("page"))
     briefs = list(page.object_list)

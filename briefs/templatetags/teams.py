@@ -3,6 +3,7 @@
 from typing import Any
 
 from django import template
+from django.urls import reverse
 
 from briefs.selectors import team_preferred_for, teams_of
 
@@ -18,6 +19,7 @@ def team_switcher(context: dict[str, Any]) -> dict[str, Any]:
     return {
         "teams": teams if len(teams) > 1 else [],
         "current": current,
-        "next": request.get_full_path(),
+        # Back where the user was, unless that page answered a form: a POST-only address.
+        "next": request.get_full_path() if request.method == "GET" else reverse("briefs:list"),
         "csrf_token": context.get("csrf_token"),
     }

@@ -158,6 +158,17 @@ def test_staff_may_filter_by_any_team(client, staff_user):
     assert cards(client.get("/", {"team": str(elsewhere.uuid)}).content.decode()) == ["Theirs"]
 
 
+def test_a_long_list_comes_in_pages_that_keep_the_search(signed_in, writer, harbour):
+    for n in range(26):
+        services.brief_create(user=writer, title=f"Fog {n:02}")
+    services.brief_create(user=writer, title="Sun")
+    first = signed_in.get("/", {"q": "fog"}).content.decode()
+    second = signed_in.get("/", {"q": "fog", "page": "2"}).content.decode()
+    assert len(cards(first)) == 24 and len(cards(second)) == 2
+    assert sorted(cards(first) + cards(second)) == [f"Fog {n:02}" for n in range(26)]
+    assert 'href="?q=fog&amp;page=2">Older</a>' in first
+
+
 # -- progress, last activity, thumbnails ---------------------------------------------
 def test_progress_and_thumbnails_come_from_the_newest_jobs(signed_in, writer, harbour, template, backend):
     brief = services.brief_create(
@@ -282,6 +293,16 @@ def test_switching_team_sets_where_new_briefs_go_and_returns_to_the_page(
     assert re.search(rf'<option value="{lighthouse.uuid}" selected>Lighthouse</option>', page)
     signed_in.post("/", {"title": "Lanterns"})
     assert Brief.objects.get(title="Lanterns").team == lighthouse
+
+
+def test_the_switcher_on_a_refused_form_returns_to_the_list(signed_in, harbour, lighthouse):
+    page = signed_in.post("/briefs/from-idea/", {"idea": " "}).content.decode()
+    assert re.search(
+        r'data-testid="team-switcher">\s*<input type="hidden" name="csrfmiddlewaretoken" value="[^"]+">\s*<input type="hidden" name="next" value="/">',
+        page,
+    )
+    page = signed_in.get("/", {"q": "fog"}).content.decode()
+    assert '<input type="hidden" name="next" value="/?q=fog">' in page
 
 
 @pytest.mark.parametrize("unsafe", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)", ""])
