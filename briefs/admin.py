@@ -2,13 +2,15 @@ from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.db.models import Count, Q, QuerySet
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 
 from briefs import services
 from briefs.forms import SceneAdminForm, SceneAdminFormSet, version_note
-from briefs.models import Brief, Character, Scene, Team
+from briefs.models import Brief, Character, InvitationState, Scene, Team, TeamInvitation
 from briefs.selectors import team_preferred_for
 from generation import services as render_services
 
@@ -138,14 +140,130 @@ class SceneAdmin(admin.ModelAdmin):
             render_services.scene_delete_with_renders(scene=scene)
 
 
+class TeamAdminForm(forms.ModelForm):
+    invite = forms.CharField(
+        required=False,
+        max_length=254,
+        label="Invite a user",
+        help_text="Username or email of an existing user: they see the invitation on their brief list "
+        "and join when they accept.",
+    )
+
+    class Meta:
+        model = Team
+        fields = ["name", "personal_for", "members"]
+
+    def clean_invite(self) -> Any:
+        value = self.cleaned_data.get("invite", "").strip()
+        if not value:
+            return None
+        user_model = get_user_model()
+        user = user_model.objects.filter(username__iexact=value).first()
+        if user is None:
+            by_email = list(user_model.objects.filter(email__iexact=value)[:2])
+            if len(by_email) > 1:
+                raise forms.ValidationError(f"More than one user has the email “{value}”; give a username.")
+            user = by_email[0] if by_email else None
+        if user is None:
+            raise forms.ValidationError(f"No user has the username or email “{value}”.")
+        return user
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        user = cleaned.get("invite")
+        if user is None:
+            return cleaned
+        members = cleaned.get("members")
+        if members is not None and members.filter(pk=user.pk).exists():
+            self.add_error("invite", f"{user.get_username()} is already a member of this team.")
+        elif (
+            self.instance.pk is not None
+            and self.instance.invitations.filter(user=user, state=InvitationState.PENDING).exists()
+        ):
+            self.add_error(
+                "invite",
+                f"{user.get_username()} already has an invitation to this team waiting for an answer.",
+            )
+        return cleaned
+
+
+class TeamInvitationInline(admin.TabularInline):
+    model = TeamInvitation
+    fk_name = "team"
+    fields = readonly_fields = ("user", "state", "invited_by", "created_at", "responded_at")
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # invitations are made with "Invite a user" above, through the service
+
+
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "personal_for", "member_count", "created_at"]
+    form = TeamAdminForm
+    list_display = ["name", "personal_for", "member_count", "pending_invitations", "created_at"]
     list_select_related = ["personal_for"]
     search_fields = ["name", "personal_for__username"]
     raw_id_fields = ["personal_for"]
     filter_horizontal = ["members"]
+    fields = ["name", "personal_for", "members", "invite"]
+    inlines = [TeamInvitationInline]
 
-    @admin.display(description="Members")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_members=Count("members", distinct=True),
+                n_pending=Count(
+                    "invitations", filter=Q(invitations__state=InvitationState.PENDING), distinct=True
+                ),
+            )
+        )
+
+    @admin.display(description="Members", ordering="n_members")
     def member_count(self, team: Team) -> int:
-        return team.members.count()
+        return cast(int, team.n_members)  # type: ignore[attr-defined]
+
+    @admin.display(description="Invitations waiting", ordering="n_pending")
+    def pending_invitations(self, team: Team) -> int:
+        return cast(int, team.n_pending)  # type: ignore[attr-defined]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        user = form.cleaned_data.get("invite")
+        if user is None:
+            return
+        assert isinstance(request.user, User)
+        try:
+            services.team_invite(team=form.instance, user=user, by=request.user)
+        except services.InvitationRefused as exc:
+            # Someone answered or invited in the moment between the check and now.
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(
+                request, f"{user.get_username()} is invited to {form.instance.name}.", messages.SUCCESS
+            )
+
+
+@admin.register(TeamInvitation)
+class TeamInvitationAdmin(admin.ModelAdmin):
+    list_display = ["user", "team", "state", "invited_by", "created_at", "responded_at"]
+    list_filter = ["state", "team"]
+    list_select_related = ["user", "team", "invited_by"]
+    search_fields = ["user__username", "user__email", "team__name"]
+    fields = readonly_fields = ("uuid", "team", "user", "invited_by", "state", "created_at", "responded_at")
+    actions = ["withdraw"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # made from a team's page ("Invite a user"), so the service's checks apply
+
+    @admin.action(description="Withdraw the selected invitations still waiting")
+    def withdraw(self, request: HttpRequest, queryset: QuerySet[TeamInvitation]) -> None:
+        withdrawn = sum(services.invitation_withdraw(invitation=invitation) for invitation in queryset)
+        skipped = queryset.count() - withdrawn
+        note = f"{withdrawn} invitation{'s' if withdrawn != 1 else ''} withdrawn."
+        if skipped:
+            note += f" {skipped} had already been answered and stay as they were."
+        self.message_user(request, note, messages.SUCCESS if withdrawn else messages.WARNING)

@@ -34,7 +34,7 @@ class Card:
     groups: list[tuple[str, list[forms.BoundField]]] = field(default_factory=list)
 
 
-def grouped_fields(form: forms.Form) -> list[tuple[str, list[forms.BoundField]]]:
+def grouped_fields(form: forms.BaseForm) -> list[tuple[str, list[forms.BoundField]]]:
     named = {name for _, names in FIELD_GROUPS for name in names}
     groups = []
     for label, names in FIELD_GROUPS:

@@ -284,9 +284,25 @@ class IdeaForm(forms.Form):
         label="Target length (s)",
         help_text="How long the storyboard should run; shots are timed to fit.",
     )
+    # A plain file field: checked_image decodes it within the studio's size and pixel limits,
+    # where forms.ImageField would decode it before any limit applies.
+    reference_image = forms.FileField(
+        required=False,
+        label="Reference image",
+        help_text="Optional: a character reference for workflows that keep characters consistent.",
+        widget=forms.FileInput(attrs={"accept": "image/*"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # It shares a page and field names with the empty-brief form: its own element ids.
+        kwargs.setdefault("auto_id", "idea_%s")
+        super().__init__(*args, **kwargs)
 
     def clean_aspect_ratio(self) -> str:
         return self.cleaned_data.get("aspect_ratio") or AspectRatio.WIDE
+
+    def clean_reference_image(self) -> Any:
+        return checked_image(self.cleaned_data.get("reference_image"), label="the reference image") or None
 
     def clean_idea(self) -> str:
         idea = self.cleaned_data["idea"].strip()

@@ -274,3 +274,43 @@ class Scene(models.Model):
 
     def __str__(self) -> str:
         return f"{self.position}. {self.title}"
+
+
+class InvitationState(models.TextChoices):
+    PENDING = "pending", "Waiting for an answer"
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class TeamInvitation(models.Model):
+    """An existing user asked to join a team; they become a member only when they accept."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_invitations"
+    )
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    state = models.CharField(max_length=12, choices=InvitationState.choices, default=InvitationState.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    responded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state__in=InvitationState.values), name="team_invitation_state_valid"
+            ),
+            # Answered invitations stay as history; only one may wait per person and team.
+            models.UniqueConstraint(
+                fields=["team", "user"],
+                condition=models.Q(state=InvitationState.PENDING),
+                name="one_pending_invitation_per_team_user",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} to {self.team} ({self.state})"

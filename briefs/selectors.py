@@ -12,7 +12,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 
 from briefs.composition import CharacterSpec, ComposedPrompt, ShotSpec, StyleSpec, compose
-from briefs.models import Brief, Scene, Team, UserPreference
+from briefs.models import Brief, InvitationState, Scene, Team, TeamInvitation, UserPreference
 
 
 def teams_of(user: User | AnonymousUser) -> QuerySet[Team]:
@@ -94,4 +94,13 @@ def composed_for(scene: Scene) -> ComposedPrompt:
         ),
         style=StyleSpec(notes=brief.style, palette=brief.palette, negative_terms=brief.negative_style),
         setting=brief.setting,
+    )
+
+
+def invitations_pending_for(user: User | AnonymousUser) -> QuerySet[TeamInvitation]:
+    """The invitations waiting for this user's answer, newest first."""
+    if not user.is_authenticated or not user.is_active:
+        return TeamInvitation.objects.none()
+    return TeamInvitation.objects.filter(user=user, state=InvitationState.PENDING).select_related(
+        "team", "invited_by"
     )

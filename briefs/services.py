@@ -17,11 +17,13 @@ from briefs.models import (
     Brief,
     CameraMove,
     Character,
+    InvitationState,
     OutlineRequest,
     OutlineState,
     Scene,
     ShotType,
     Team,
+    TeamInvitation,
     Transition,
     UserPreference,
 )
@@ -116,6 +118,58 @@ def team_set_current(*, user: User, team: Team) -> UserPreference:
 def team_studio() -> Team:
     team, _ = Team.objects.get_or_create(name=STUDIO_TEAM_NAME)
     return team
+
+
+# -- invitations -------------------------------------------------------------------
+class InvitationRefused(Exception):
+    """An invitation that cannot be made or answered as asked; the message says why."""
+
+
+def team_invite(*, team: Team, user: User, by: User | None) -> TeamInvitation:
+    """Ask an existing user to join a team; they become a member when they accept."""
+    if team.members.filter(pk=user.pk).exists():
+        raise InvitationRefused(f"{user.get_username()} is already a member of {team.name}.")
+    try:
+        with transaction.atomic():
+            return TeamInvitation.objects.create(team=team, user=user, invited_by=by)
+    except IntegrityError:
+        # The partial unique constraint: one invitation waits per person and team.
+        raise InvitationRefused(
+            f"{user.get_username()} already has an invitation to {team.name} waiting for an answer."
+        ) from None
+
+
+def _invitation_answer(*, invitation: TeamInvitation, user: User, state: str) -> TeamInvitation:
+    moved = TeamInvitation.objects.filter(pk=invitation.pk, user=user, state=InvitationState.PENDING).update(
+        state=state, responded_at=timezone.now()
+    )
+    invitation.refresh_from_db()
+    if moved != 1:
+        raise InvitationRefused(
+            f"This invitation to {invitation.team.name} was already answered: "
+            f"{invitation.get_state_display().lower()}."
+        )
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, invitation: TeamInvitation, user: User) -> TeamInvitation:
+    """The invited user joins the team; an invitation already answered changes nothing."""
+    invitation = _invitation_answer(invitation=invitation, user=user, state=InvitationState.ACCEPTED)
+    invitation.team.members.add(user)
+    return invitation
+
+
+def invitation_decline(*, invitation: TeamInvitation, user: User) -> TeamInvitation:
+    return _invitation_answer(invitation=invitation, user=user, state=InvitationState.DECLINED)
+
+
+def invitation_withdraw(*, invitation: TeamInvitation) -> bool:
+    """Take back an invitation still waiting (staff, in the admin); False when it was answered."""
+    moved = TeamInvitation.objects.filter(pk=invitation.pk, state=InvitationState.PENDING).update(
+        state=InvitationState.WITHDRAWN, responded_at=timezone.now()
+    )
+    return moved == 1
 
 
 # -- briefs and scenes ----------------------------------------------------------

@@ -1,12 +1,21 @@
 from django.urls import path
 
-from briefs import board_views, views
+from briefs import board_views, list_views, views
 
 app_name = "briefs"
 
 urlpatterns = [
-    path("", views.brief_list, name="list"),
-    path("briefs/from-idea/", views.brief_from_idea, name="from-idea"),
+    path("", list_views.brief_list, name="list"),
+    path("briefs/from-idea/", list_views.brief_from_idea, name="from-idea"),
+    path("teams/current/", list_views.team_current, name="team-current"),
+    path(
+        "invitations/<uuid:invitation_uuid>/accept/", list_views.invitation_accept, name="invitation-accept"
+    ),
+    path(
+        "invitations/<uuid:invitation_uuid>/decline/",
+        list_views.invitation_decline,
+        name="invitation-decline",
+    ),
     path("briefs/<uuid:brief_uuid>/outline/", views.outline_retry, name="outline-retry"),
     path("outlines/<uuid:request_uuid>/", views.outline_status, name="outline-status"),
     path("briefs/<uuid:brief_uuid>/", views.brief_detail, name="detail"),

@@ -12,10 +12,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from briefs import services
 from briefs.board import progress_of, scene_cards
-from briefs.forms import BriefForm, CharacterForm, IdeaForm, SceneForm
+from briefs.forms import BriefForm, CharacterForm, SceneForm
 from briefs.models import Brief, Character, OutlineRequest, Scene
 from briefs.presenters import scene_fields_json, scene_payload, scene_values
-from briefs.selectors import briefs_visible_to, scenes_visible_to, team_preferred_for
+from briefs.selectors import briefs_visible_to, scenes_visible_to
 from generation import services as render_services
 from generation.downloads import artifact_response
 from generation.events import job_payload, publish_scene_changed
@@ -27,17 +27,6 @@ from telemetry.selectors import brief_runs, brief_spend
 
 def _wants_json(request: HttpRequest) -> bool:
     return request.headers.get("Accept", "").startswith("application/json")
-
-
-@login_required
-@require_POST
-def brief_from_idea(request: HttpRequest) -> HttpResponse:
-    form = IdeaForm(request.POST)
-    if not form.is_valid():
-        return _brief_list(request, idea_form=form, status=400)
-    assert isinstance(request.user, User)
-    brief, _ = services.brief_from_idea(user=request.user, **form.cleaned_data)
-    return redirect("briefs:detail", brief_uuid=brief.uuid)
 
 
 @login_required
@@ -65,32 +54,6 @@ def outline_status(request: HttpRequest, request_uuid: str) -> JsonResponse:
             "error": outline.error,
         }
     )
-
-
-@login_required
-def brief_list(request: HttpRequest) -> HttpResponse:
-    return _brief_list(request)
-
-
-def _brief_list(
-    request: HttpRequest, *, idea_form: IdeaForm | None = None, status: int = 200
-) -> HttpResponse:
-    form = BriefForm()
-    if request.method == "POST":
-        form = BriefForm(request.POST, request.FILES)
-        if form.is_valid():
-            brief = services.brief_create(user=request.user, **form.cleaned_data)
-            messages.success(request, f"Brief “{brief.title}” created. Add its scenes below.")
-            return redirect("briefs:detail", brief_uuid=brief.uuid)
-    briefs = briefs_visible_to(request.user).select_related("team").prefetch_related("scenes")
-    status = 400 if form.errors else status
-    context = {
-        "briefs": briefs,
-        "form": form,
-        "idea_form": idea_form or IdeaForm(),
-        "current_team": team_preferred_for(request.user),
-    }
-    return render(request, "briefs/list.html", context, status=status)
 
 
 def _editor(

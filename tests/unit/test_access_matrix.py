@@ -32,7 +32,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from briefs.models import OutlineRequest, Scene, Team
-from briefs.services import brief_create, character_create, scene_create, scene_delete
+from briefs.services import brief_create, character_create, scene_create, scene_delete, team_invite
 from generation import services
 from generation.models import Artifact, Attempt, AttemptState, JobState
 from storycore.asgi import application, websocket_urlpatterns
@@ -124,6 +124,7 @@ def world(db, template, backend) -> World:
         services.job_transition(job.pk, from_states={JobState.QUEUED}, to_state=JobState.SUCCEEDED)
     assert runs.finish_due_runs() == 1
     queued = services.render_job_submit(scene=scene, user=member)
+    invitation = team_invite(team=world.team, user=world.users["no_team"], by=member)
     world.objects = {
         "brief_uuid": brief.uuid,
         "scene_uuid": scene.uuid,
@@ -131,6 +132,7 @@ def world(db, template, backend) -> World:
         "character_uuid": character.uuid,
         "character_pk": character.pk,
         "request_uuid": outline.uuid,
+        "invitation_uuid": invitation.uuid,
         "job_uuid": queued.uuid,
         "artifact_uuid": artifact.uuid,
         "batch_uuid": batch.uuid,
@@ -205,6 +207,13 @@ ROWS = [
     Row("briefs:character-save", "POST", CHANGED, data=_character_form),
     Row("briefs:from-idea", "POST", (LOGIN, PAGE, PAGE, PAGE, PAGE), data={"idea": "A ferry in fog."}),
     Row("briefs:outline-retry", "POST", CHANGED),
+    # The team switcher: only a team of one's own (staff are in no team here).
+    Row(
+        "briefs:team-current", "POST", (LOGIN, PAGE, 404, 404, 404), data=lambda w: {"team": str(w.team.uuid)}
+    ),
+    # The invitation is the loner's (the user in no team): nobody else may answer it, staff included.
+    Row("briefs:invitation-accept", "POST", (LOGIN, 404, 404, PAGE, 404)),
+    Row("briefs:invitation-decline", "POST", (LOGIN, 404, 404, PAGE, 404)),
     Row("briefs:outline-status", "GET", SEEN),
     Row("briefs:scene-render", "POST", CHANGED),
     Row("briefs:job-cancel", "POST", CHANGED),
@@ -263,6 +272,7 @@ ROWS = [
     Row("admin:briefs_brief_changelist", "GET", STAFF_PAGE),
     Row("admin:briefs_brief_add", "GET", STAFF_PAGE),
     Row("admin:briefs_team_changelist", "GET", STAFF_PAGE),
+    Row("admin:briefs_teaminvitation_changelist", "GET", STAFF_PAGE),
 ]
 
 # Django's admin site: every one of these views is wrapped by `admin_site.admin_view`

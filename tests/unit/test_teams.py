@@ -142,7 +142,7 @@ def test_another_team_and_an_unknown_team_get_the_same_answer(writer_api):
 
 def test_the_editor_creates_a_brief_in_the_current_team_and_says_which(client, writer, harbour):
     client.force_login(writer)
-    assert "In Harbour films." in client.get("/").content.decode()
+    assert "New briefs go to <strong>Harbour films</strong>." in client.get("/").content.decode()
     response = client.post("/", {"title": "Lanterns"})
     assert response.status_code == 302
     assert Brief.objects.get().team == harbour
