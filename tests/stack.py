@@ -161,6 +161,8 @@ def start_stack(
                 str(render_seconds),
                 "--data-dir",
                 str(var_dir / "preview"),
+                "--preview-method",
+                "latent2rgb",  # as ./studio run starts it: renders send preview frames
             ],
             env,
             log_dir,

@@ -224,7 +224,8 @@
   function setUp(card) {
     const form = role(card, "scene-form");
     const saver = new Saver(form, {
-      url: form.action,
+      // The attribute, not the property: a card set up before it joins the page has no base URL.
+      url: form.getAttribute("action"),
       stateBox: role(card, "save-state"),
       extra: () => ({ base_version: card.dataset.version }),
       onSaved: (data) => applyScene(card, data.scene),
@@ -364,7 +365,7 @@
     board.insertBefore(card, others[position - 1] || null);
     renumber();
     const form = role(card, "move-form");
-    const result = await post(form.action, formWith({ position }));
+    const result = await post(form.getAttribute("action"), formWith({ position }));
     if (result.ok && result.data.order) applyOrder(result.data.order);
     else { notice(role(card, "notice"), result.data.error || "The scene could not be moved; the board shows the saved order again."); refreshBoard(); }
     role(card, "handle").focus();
@@ -435,7 +436,7 @@
         return;
       }
       const form = role(card, "render-form");
-      const result = await post(form.action, formWith(again ? { again: "1" } : {}));
+      const result = await post(form.getAttribute("action"), formWith(again ? { again: "1" } : {}));
       if (result.ok) {
         if (!box.classList.contains("conflict")) box.hidden = true;
         if (liveStatus.dataset.state !== "on" && result.data.job) showJob(result.data.job);
@@ -456,7 +457,7 @@
   async function cancel(card, form) {
     const button = form.querySelector("button");
     button.disabled = true;
-    const result = await post(form.action, formWith({}));
+    const result = await post(form.getAttribute("action"), formWith({}));
     button.disabled = false;
     if (!result.ok) notice(role(card, "notice"), result.data.error || "The render could not be cancelled.");
   }
@@ -479,7 +480,7 @@
 
   async function duplicate(card, form) {
     await sceneSavers.get(card).flush();
-    const result = await post(form.action, formWith({}));
+    const result = await post(form.getAttribute("action"), formWith({}));
     if (!result.ok) { notice(role(card, "notice"), result.data.error || "The scene could not be duplicated."); return; }
     const copy = await insertCard(result.data.scene.uuid, result.data.order);
     if (copy) { copy.scrollIntoView({ block: "nearest" }); role(copy, "handle").focus(); }
@@ -488,7 +489,7 @@
   async function remove(card, form) {
     const saver = sceneSavers.get(card);
     clearTimeout(saver.timer);
-    const result = await post(form.action, formWith({}));
+    const result = await post(form.getAttribute("action"), formWith({}));
     if (!result.ok) { notice(role(card, "notice"), result.data.error || "The scene could not be deleted."); return; }
     const { deleted, undo_url: undoUrl } = result.data;
     forget(card);
@@ -518,7 +519,7 @@
         notice(briefNotice, "Not rendered: an edit on this page is not saved yet (see the highlighted field).");
         return;
       }
-      const result = await post(renderAll.action, formWith(open ? { open } : {}));
+      const result = await post(renderAll.getAttribute("action"), formWith(open ? { open } : {}));
       if (result.ok) {
         briefNotice.hidden = true;
         if (liveStatus.dataset.state !== "on") (result.data.jobs || []).forEach(showJob);
