@@ -122,8 +122,14 @@ def workflow_template_import(
     where = name.strip() or "the workflow"
     graph = _parse_json(api_json, what=f"{where}: the exported workflow")
     bindings = _parse_json(bindings_json, what=f"{where}: the bindings") if bindings_json.strip() else None
-    document = template_document(name=name, description=description, graph=graph, bindings=bindings)
     slug = slug.strip() or slugify(name)[:100]
+    document = template_document(
+        name=name,
+        description=description,
+        graph=graph,
+        bindings=bindings,
+        parameters=_declarations_of(WorkflowTemplate.objects.filter(slug=slug).first()),
+    )
     if not slug:
         raise TemplateError(f"{where}: choose a slug made of letters, digits and dashes")
     spec = spec_from_document(document, slug=slug, where=where, object_info=reference_object_info())
@@ -134,6 +140,17 @@ def workflow_template_import(
             WorkflowTemplate.objects.filter(pk=template.pk).update(enabled=True)
             template.enabled = True
     return template
+
+
+def _declarations_of(template: WorkflowTemplate | None) -> dict[str, Any]:
+    """A template's parameters as declarations for its next version: labels, help and ranges carry
+    over; the default comes from the new graph, the value the workflow was saved with."""
+    if template is None:
+        return {}
+    return {
+        item["name"]: {k: v for k, v in item.items() if k not in ("name", "default") and v is not None}
+        for item in template.parameters or []
+    }
 
 
 def workflow_template_version_of(job: RenderJob) -> WorkflowTemplateVersion:
