@@ -5,6 +5,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
@@ -22,6 +23,7 @@ class CharacterSerializer(serializers.ModelSerializer):
         read_only_fields = ["uuid"]
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class EnabledTemplateField(serializers.SlugRelatedField):
     """A workflow template by slug, among those in use."""
 
@@ -135,6 +137,10 @@ class SceneOutputSerializer(serializers.ModelSerializer):
     characters = serializers.SlugRelatedField[Character](slug_field="name", many=True, read_only=True)
     template = serializers.SlugRelatedField[Any](
         slug_field="slug", read_only=True, help_text="The scene's own workflow; null: the brief's."
+    )
+    params = serializers.DictField(
+        read_only=True,
+        help_text="The values the scene sets for its template's parameters (the rest: defaults).",
     )
     composed = serializers.SerializerMethodField()
 

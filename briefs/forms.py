@@ -192,6 +192,8 @@ class SceneForm(forms.ModelForm):
             field = self.fields["characters"]
             assert isinstance(field, forms.ModelMultipleChoiceField)
             field.queryset = brief.characters.all() if brief is not None else Character.objects.none()
+        # What a scene without its own template renders with: looked up once per form.
+        fallback = template_in_effect(brief=brief, template=None) if brief is not None else None
         if "template" in self.fields:
             field = self.fields["template"]
             assert isinstance(field, forms.ModelChoiceField)
@@ -199,14 +201,12 @@ class SceneForm(forms.ModelForm):
             field.queryset = WorkflowTemplate.objects.filter(
                 Q(enabled=True) | Q(pk=self.instance.template_id)
             )
-            fallback = template_in_effect(brief=brief, template=None) if brief is not None else None
             field.empty_label = f"Brief's workflow ({fallback.name})" if fallback else "Brief's workflow"
         if brief is not None:
-            self._add_parameter_fields(brief)
+            stored = self.instance.template if self.instance.template_id is not None else None
+            self._add_parameter_fields(stored or fallback)
 
-    def _add_parameter_fields(self, brief: Brief) -> None:
-        stored = self.instance.template if self.instance.template_id is not None else None
-        effective = template_in_effect(brief=brief, template=stored)
+    def _add_parameter_fields(self, effective: WorkflowTemplate | None) -> None:
         if effective is None:
             return
         self.parameters = parameters_from_json(effective.parameters)

@@ -110,6 +110,24 @@ def test_saved_values_are_only_those_unlike_the_default(signed_in, brief, templa
 
 
 @pytest.mark.django_db
+def test_a_new_scene_from_the_editor_takes_its_values_and_its_own_template(signed_in, brief, templates):
+    url = f"/briefs/{brief.uuid}/scenes/"
+    response = signed_in.post(url, {"new-title": "Pier", "new-prompt": "a pier", "new-param_steps": 99})
+    assert response.status_code == 400
+    assert "steps must be a whole number from 1 to 50 (got 99)" in response.content.decode()
+    assert brief.scenes.count() == 2
+    sdxl = templates["sdxl-txt2img"]
+    response = signed_in.post(
+        url,
+        {"new-title": "Pier", "new-prompt": "a pier", "new-template": sdxl.pk, "new-param_width": 96},
+        follow=True,
+    )
+    scene = brief.scenes.get(title="Pier")
+    assert (scene.template, scene.params) == (sdxl, {})
+    assert "Dropped with the change of workflow: width" in response.content.decode()
+
+
+@pytest.mark.django_db
 def test_a_post_without_the_parameter_fields_keeps_the_stored_values(signed_in, brief, templates):
     scene = brief.scenes.first()
     brief_services.scene_update(scene=scene, params={"steps": 30})
