@@ -1,9 +1,11 @@
 """REST API for briefs and scenes: input serializer -> service -> output serializer."""
 
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
@@ -19,6 +21,19 @@ class CharacterSerializer(serializers.ModelSerializer):
         model = Character
         fields = ["uuid", "name", "description", "look", "prompt_words"]
         read_only_fields = ["uuid"]
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class EnabledTemplateField(serializers.SlugRelatedField):
+    """A workflow template by slug, among those in use."""
+
+    default_error_messages = {
+        "does_not_exist": "No workflow template in use has the slug {value}.",
+        "invalid": "Give a workflow template's slug.",
+    }
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return Scene._meta.get_field("template").related_model._default_manager.filter(enabled=True)  # type: ignore[union-attr]
 
 
 class SceneInputSerializer(serializers.Serializer):
@@ -45,6 +60,19 @@ class SceneInputSerializer(serializers.Serializer):
         required=False, allow_null=True, min_value=0, max_value=2**53 - 1, default=None
     )
     position = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
+    template = EnabledTemplateField(
+        slug_field="slug",
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="A workflow template's slug; null renders with the brief's (else the studio default).",
+    )
+    params = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text='Values for the template\'s parameters by name, e.g. {"steps": 30}; the rest follow '
+        "its defaults. Checked against the template: a wrong one is a 400 naming it.",
+    )
 
 
 class CallersTeamField(serializers.SlugRelatedField):
@@ -107,6 +135,13 @@ class ComposedPromptSerializer(serializers.Serializer):
 
 class SceneOutputSerializer(serializers.ModelSerializer):
     characters = serializers.SlugRelatedField[Character](slug_field="name", many=True, read_only=True)
+    template = serializers.SlugRelatedField[Any](
+        slug_field="slug", read_only=True, help_text="The scene's own workflow; null: the brief's."
+    )
+    params = serializers.DictField(
+        read_only=True,
+        help_text="The values the scene sets for its template's parameters (the rest: defaults).",
+    )
     composed = serializers.SerializerMethodField()
 
     class Meta:

@@ -4,15 +4,20 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.files.uploadedfile import UploadedFile
+from django.db.models import Q
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 
 from briefs import services
 from briefs.models import AspectRatio, Brief, Character, Scene
+from briefs.selectors import template_in_effect
 from generation import services as render_services
 from generation.artifact_check import inspect_image
 from generation.models import WorkflowTemplate
 from generation.providers.base import ProviderError
+from generation.workflow_parameters import Parameter, parameters_from_json
+
+PARAM_PREFIX = "param_"
 
 
 def checked_image(upload: Any, *, label: str) -> Any:
@@ -116,10 +121,49 @@ class CharacterForm(forms.ModelForm):
         return checked_image(self.cleaned_data.get("reference_image"), label="the character's reference")
 
 
+def parameter_field(parameter: Parameter, *, initial: Any) -> forms.Field:
+    """The form field of a template parameter: a number input with the template's range, a select
+    for choices. The range is checked by the services (one message for every door); the browser
+    gets it as attributes."""
+    attrs: dict[str, Any] = {"class": f"scene-param scene-param-{parameter.type}"}
+    help_text = " ".join(
+        part
+        for part in (parameter.help, f"Takes {parameter.allowed()}; default {parameter.default}.")
+        if part
+    )
+    common: dict[str, Any] = {
+        "label": parameter.label,
+        "required": False,
+        "initial": initial,
+        "help_text": help_text,
+    }
+    if parameter.type in ("int", "float"):
+        for key in ("min", "max", "step"):
+            value = getattr(parameter, key)
+            if value is not None:
+                attrs[key] = value
+        if parameter.type == "float" and "step" not in attrs:
+            attrs["step"] = "any"
+        field_class = forms.IntegerField if parameter.type == "int" else forms.FloatField
+        return field_class(widget=forms.NumberInput(attrs=attrs), **common)
+    if parameter.type == "choice":
+        return forms.ChoiceField(
+            choices=[(c, c) for c in parameter.choices], widget=forms.Select(attrs=attrs), **common
+        )
+    return forms.CharField(widget=forms.TextInput(attrs=attrs), **common)
+
+
 class SceneForm(forms.ModelForm):
+    """A scene in the editor, with a field per parameter of its template (`param_<name>`), folded
+    into `params` by clean(). The fields are those of the template the scene has now: a change of
+    template keeps the values that fit the new one and drops the others (`dropped_params`)."""
+
+    # The admin edits `params` as JSON instead; the editor as one field per parameter.
+    parameter_fields = True
+
     class Meta:
         model = Scene
-        fields = list(services.SCENE_FIELDS)
+        fields = [name for name in services.SCENE_FIELDS if name != "params"]
         error_messages = {
             "prompt": {"required": "Describe what the frame shows; a scene needs a prompt to render."},
             "title": {"required": "Give the scene a short title."},
@@ -130,19 +174,104 @@ class SceneForm(forms.ModelForm):
             "negative_prompt": forms.Textarea(attrs={"rows": 1}),
             "characters": forms.CheckboxSelectMultiple,
         }
-        labels = {"duration_s": "Duration (s)", "characters": "Who is in the shot"}
-        help_texts = {"characters": "Their words from the story bible go into the prompt."}
+        labels = {"duration_s": "Duration (s)", "characters": "Who is in the shot", "template": "Workflow"}
+        help_texts = {
+            "characters": "Their words from the story bible go into the prompt.",
+            "template": "How this scene is rendered; its parameters change with it (save to see them).",
+        }
 
     def __init__(self, *args: Any, brief: Brief | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if brief is None and self.instance.brief_id is not None:
             brief = self.instance.brief
+        self.brief = brief
+        self.dropped_params: dict[str, str] = {}
+        self.parameters: list[Parameter] = []
         for name in ("duration_s", "transition"):
             _optional_with_default(self, name)
         if "characters" in self.fields:
             field = self.fields["characters"]
             assert isinstance(field, forms.ModelMultipleChoiceField)
             field.queryset = brief.characters.all() if brief is not None else Character.objects.none()
+        # What a scene without its own template renders with: looked up once per form.
+        fallback = template_in_effect(brief=brief, template=None) if brief is not None else None
+        if "template" in self.fields:
+            field = self.fields["template"]
+            assert isinstance(field, forms.ModelChoiceField)
+            # A scene keeps the template it has even once that is taken out of use for new choices.
+            field.queryset = WorkflowTemplate.objects.filter(
+                Q(enabled=True) | Q(pk=self.instance.template_id)
+            )
+            field.empty_label = f"Brief's workflow ({fallback.name})" if fallback else "Brief's workflow"
+        if brief is not None:
+            stored = self.instance.template if self.instance.template_id is not None else None
+            self._add_parameter_fields(stored or fallback)
+
+    def _add_parameter_fields(self, effective: WorkflowTemplate | None) -> None:
+        if effective is None:
+            return
+        self.parameters = parameters_from_json(effective.parameters)
+        values = self.instance.params or {}
+        for parameter in self.parameters:
+            if parameter.type == "image":
+                if parameter.name != "reference_image" and "input_image" in self.fields:
+                    # The scene's one upload is what this template uses it for.
+                    self.fields["input_image"].label = parameter.label
+                    self.fields["input_image"].help_text = f"{parameter.help} ({effective.name})"
+            elif self.parameter_fields:
+                self.fields[PARAM_PREFIX + parameter.name] = parameter_field(
+                    parameter, initial=values.get(parameter.name, parameter.default)
+                )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.brief is None and isinstance(cleaned.get("brief"), Brief):
+            self.brief = cleaned["brief"]  # a new scene in the admin names its brief in the form
+        if self.brief is None:
+            return cleaned
+        submitted, where = self._submitted_params(cleaned)
+        if submitted is None:
+            return cleaned
+        template = cleaned.get("template") if "template" in self.fields else self.instance.template
+        if (template.pk if template else None) != self.instance.template_id:
+            cleaned["params"], self.dropped_params = services.scene_params_fitted(
+                brief=self.brief, template=template, params=submitted
+            )
+            return cleaned
+        try:
+            cleaned["params"] = services.scene_params_checked(
+                brief=self.brief, template=template, params=submitted
+            )
+        except services.SceneParamsRefused as exc:
+            for name, message in exc.errors.items():
+                field = where(name)
+                self.add_error(field if field in self.fields else None, message)
+        return cleaned
+
+    def dropped_note(self) -> str:
+        """What the user is told when a change of workflow left values behind ("" when none)."""
+        if not self.dropped_params:
+            return ""
+        reasons = "; ".join(self.dropped_params.values())
+        return f"Dropped with the change of workflow: {', '.join(sorted(self.dropped_params))} ({reasons})."
+
+    def _submitted_params(self, cleaned: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
+        """The parameter values posted (None: this form edits none), and where each one's error goes."""
+        if "params" in self.fields:
+            return cleaned.get("params") or {}, lambda name: "params"
+        names = [p.name for p in self.parameters if PARAM_PREFIX + p.name in self.fields]
+        if not names:
+            return None, None
+        submitted: dict[str, Any] = {}
+        for name in names:
+            key = PARAM_PREFIX + name
+            value = cleaned.pop(key, None)
+            if self.is_bound and self.add_prefix(key) not in self.data:
+                # Not in the POST (a form that shows only some fields): what is stored stays.
+                value = (self.instance.params or {}).get(name)
+            if value is not None and value != "":
+                submitted[name] = value
+        return submitted, lambda name: PARAM_PREFIX + name
 
     def clean_transition(self) -> str:
         return str(_kept_or_default(self, "transition"))
@@ -176,11 +305,19 @@ class SceneAdminForm(SceneForm):
     brief and position, which only the services renumber.
     """
 
+    parameter_fields = False
+
     class Meta(SceneForm.Meta):
-        fields = ["brief", "position", *SceneForm.Meta.fields]
+        fields = ["brief", "position", *SceneForm.Meta.fields, "params"]
+        help_texts = {
+            **SceneForm.Meta.help_texts,
+            "params": 'Values for the workflow\'s parameters, e.g. {"steps": 30}; the rest follow its defaults.',
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "params" in self.fields:
+            self.fields["params"].required = False
         if "position" in self.fields:
             self.fields["position"].required = False
             self.fields["position"].help_text = "Order within the brief; empty: after the last scene."

@@ -250,6 +250,17 @@ class Scene(models.Model):
         blank=True,
         help_text="Image the workflow starts from or follows (img2img, ControlNet, upscale, video).",
     )
+    template = models.ForeignKey(
+        "generation.WorkflowTemplate",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Workflow for this scene; empty uses the brief's (else the studio's default).",
+    )
+    # {parameter: value} for the scene's template, only the values set: the rest follow the
+    # template's defaults. Checked by briefs.services.scene_params_checked.
+    params = models.JSONField(default=dict, blank=True)
     # Bumped on every edit so that a take can name the exact scene text it rendered.
     version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

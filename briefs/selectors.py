@@ -5,14 +5,20 @@ are a member of, and nothing else. Every door that reads or changes a brief, a s
 job, an artifact or a run starts from one of these querysets.
 """
 
+from typing import TYPE_CHECKING, cast
 from uuid import UUID
 
+from django.apps import apps
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 
 from briefs.composition import CharacterSpec, ComposedPrompt, ShotSpec, StyleSpec, compose
 from briefs.models import Brief, InvitationState, Scene, Team, TeamInvitation, UserPreference
+
+if TYPE_CHECKING:
+    from generation.models import WorkflowTemplate
 
 
 def teams_of(user: User | AnonymousUser) -> QuerySet[Team]:
@@ -104,3 +110,17 @@ def invitations_pending_for(user: User | AnonymousUser) -> QuerySet[TeamInvitati
     return TeamInvitation.objects.filter(user=user, state=InvitationState.PENDING).select_related(
         "team", "invited_by"
     )
+
+
+def studio_default_template() -> "WorkflowTemplate | None":
+    """The template of a scene when neither it nor its brief names one: the configured default,
+    else the first enabled one. Found by the model's name, like the foreign keys that point at
+    it, so that briefs imports nothing of generation."""
+    model = cast("type[WorkflowTemplate]", apps.get_model("generation", "WorkflowTemplate"))
+    enabled = model.objects.filter(enabled=True)
+    return enabled.filter(slug=settings.DEFAULT_TEMPLATE_SLUG).first() or enabled.first()
+
+
+def template_in_effect(*, brief: Brief, template: "WorkflowTemplate | None") -> "WorkflowTemplate | None":
+    """The template a scene renders with: its own, else its brief's, else the studio's default."""
+    return template or brief.template or studio_default_template()

@@ -29,7 +29,8 @@ from briefs.models import (
 )
 from briefs.outline import ASPECTS as OUTLINE_ASPECTS
 from briefs.outline import Expander, Outline, OutlineError
-from briefs.selectors import team_preferred_for, teams_of
+from briefs.selectors import team_preferred_for, teams_of, template_in_effect
+from generation.workflow_parameters import check_values, parameters_from_json
 
 if TYPE_CHECKING:
     # A brief names the template it renders with; the type alone, so briefs imports no generation.
@@ -60,6 +61,8 @@ SCENE_FIELDS = (
     "transition",
     "seed",
     "input_image",
+    "template",
+    "params",
 )
 CHARACTER_FIELDS = ("name", "description", "look", "prompt_words", "reference_image")
 
@@ -307,6 +310,43 @@ def character_delete(*, character: Character) -> None:
     _bible_changed(brief)
 
 
+class SceneParamsRefused(Exception):
+    """Template parameter values a scene cannot take; `errors` holds a message per parameter."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+def scene_params_checked(
+    *, brief: Brief, template: WorkflowTemplate | None, params: dict[str, Any]
+) -> dict[str, Any]:
+    """The parameter values a scene of `brief` with `template` (None: the brief's) stores: only those
+    set and unlike the default. The one check of the editor, the admin and the API; SceneParamsRefused
+    names each unknown parameter, wrong type, value out of range or choice not offered."""
+    if not isinstance(params, dict):
+        raise SceneParamsRefused({"params": "params must be an object of parameter name -> value"})
+    effective = template_in_effect(brief=brief, template=template)
+    if effective is None:
+        if params:
+            raise SceneParamsRefused({name: "no workflow template is loaded to take it" for name in params})
+        return {}
+    kept, errors = check_values(parameters_from_json(effective.parameters), params, template=effective.name)
+    if errors:
+        raise SceneParamsRefused(errors)
+    return kept
+
+
+def scene_params_fitted(
+    *, brief: Brief, template: WorkflowTemplate | None, params: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values that still fit a scene's new template, and why each of the others was dropped."""
+    effective = template_in_effect(brief=brief, template=template)
+    if effective is None:
+        return {}, {name: "no workflow template is loaded to take it" for name in params}
+    return check_values(parameters_from_json(effective.parameters), params, template=effective.name)
+
+
 @transaction.atomic
 def scene_create(
     *,
@@ -318,12 +358,16 @@ def scene_create(
     position: int | None = None,
     input_image: Any = None,
     characters: list[str] | None = None,
+    template: WorkflowTemplate | None = None,
+    params: dict[str, Any] | None = None,
     **values: Any,
 ) -> Scene:
-    """A scene at `position` (last when left out). `characters` names its cast from the story bible."""
+    """A scene at `position` (last when left out). `characters` names its cast from the story bible;
+    `params` are values for the parameters of its template (`template`, else the brief's)."""
     unknown = set(values) - set(SCENE_FIELDS)
     if unknown:
         raise TypeError(f"scene_create() got unknown fields: {', '.join(sorted(unknown))}")
+    params = scene_params_checked(brief=brief, template=template, params=params or {})
     # Lock the brief row so two scenes added at once get distinct positions.
     Brief.objects.select_for_update().filter(pk=brief.pk).first()
     last = brief.scenes.aggregate(last=Max("position"))["last"] or 0
@@ -339,6 +383,8 @@ def scene_create(
         negative_prompt=negative_prompt,
         seed=seed,
         input_image=input_image or "",
+        template=template,
+        params=params,
         **values,
     )
     if characters:
@@ -413,10 +459,24 @@ def scene_update(
 
     `base_version` is the version the values were edited from: when the scene has moved on since
     and the values differ from it, SceneConflict is raised and nothing changes, unless `overwrite`.
+
+    `params` are checked against the template the scene will have. A new template given without
+    params keeps the stored values that still fit it and drops the others.
     """
     unknown = set(values) - set(SCENE_FIELDS)
     if unknown:
         raise TypeError(f"scene_update() got unknown fields: {', '.join(sorted(unknown))}")
+    template = values.get("template", scene.template)
+    if "params" in values:
+        values["params"] = scene_params_checked(brief=scene.brief, template=template, params=values["params"])
+    elif "template" in values and template != scene.template:
+        values["params"], dropped = scene_params_fitted(
+            brief=scene.brief, template=template, params=scene.params
+        )
+        if dropped:
+            log.info(
+                "scene %s: %s dropped with the change of template", scene.uuid, ", ".join(sorted(dropped))
+            )
     with transaction.atomic():
         # Read the row as stored, locked: two saves of one scene compare and write in turn.
         stored = Scene.objects.select_for_update().select_related("brief").filter(pk=scene.pk).first()

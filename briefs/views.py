@@ -107,6 +107,8 @@ def scene_create(request: HttpRequest, brief_uuid: str) -> HttpResponse:
         return _editor(request, brief, new_scene_form=form, status=400)
     scene = services.scene_create(brief=brief, **form.cleaned_data)
     messages.success(request, f"Scene {scene.position} added.")
+    if form.dropped_note():
+        messages.info(request, form.dropped_note())
     return redirect(f"{reverse('briefs:detail', args=[brief.uuid])}#scene-{scene.uuid}")
 
 

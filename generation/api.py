@@ -32,7 +32,10 @@ class RenderInputSerializer(serializers.Serializer):
         queryset=WorkflowTemplate.objects.filter(enabled=True),
         required=False,
         allow_null=True,
-        help_text="Workflow template slug; the studio's default when left out.",
+        help_text=(
+            "Workflow template slug for every scene rendered; left out, each scene renders with its own "
+            "(else its brief's, else the studio's default)."
+        ),
     )
     backend = serializers.SlugRelatedField(
         slug_field="name",

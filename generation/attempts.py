@@ -162,6 +162,8 @@ def _prefix(attempt: Attempt) -> str:
 
 def _bound_workflow(job: RenderJob, attempt: Attempt) -> dict[str, Any]:
     values = dict(job.params)
+    # The template parameters recorded at submit (jobs from before they existed have none).
+    values.update(job.params.get("inputs") or {})
     values["filename_prefix"] = _prefix(attempt)
     kept = services.workflow_template_version_of(job)
     return bind_workflow(kept.graph, targets_from_json(kept.bindings), values)

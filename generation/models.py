@@ -159,6 +159,11 @@ class WorkflowTemplate(models.Model):
     version = models.PositiveIntegerField(default=1)
     graph = models.JSONField(help_text="ComfyUI API-format workflow.")
     bindings = models.JSONField(help_text="Scene parameter -> node inputs it is written to.")
+    parameters = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The typed values a scene may set (workflow_parameters.Parameter.as_json), in form order.",
+    )
     source_file = models.CharField(max_length=300, blank=True)
     content_sha256 = models.CharField(max_length=64)
     enabled = models.BooleanField(default=True)
@@ -179,6 +184,7 @@ class WorkflowTemplateVersion(models.Model):
     version = models.PositiveIntegerField()
     graph = models.JSONField()
     bindings = models.JSONField()
+    parameters = models.JSONField(default=list, blank=True)
     content_sha256 = models.CharField(max_length=64)
     # Where it came from: a file under workflows/ (its name), or "" for an import.
     source_file = models.CharField(max_length=300, blank=True)

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# TemplateError lives with the parameters (the lower module); callers keep importing it from here.
+from .workflow_parameters import IMAGE_ROLES, NAME, Parameter, TemplateError, parse_parameters
+
 # The parameters a scene can feed into a workflow. `filename_prefix` carries the
 # attempt id: ComfyUI serves an identical prompt from its cache and writes no new
 # file, so every attempt must change an input of the save node.
@@ -30,7 +33,7 @@ VALUE_PARAMETERS = (
 )
 # Image parameters name a LoadImage-style input; at render time the image is
 # uploaded to the backend and the input is set to the name the server gave it.
-IMAGE_PARAMETERS = ("init_image", "control_image", "reference_image")
+IMAGE_PARAMETERS = IMAGE_ROLES
 KNOWN_PARAMETERS = VALUE_PARAMETERS + IMAGE_PARAMETERS
 REQUIRED_PARAMETERS = ("filename_prefix",)
 
@@ -43,10 +46,6 @@ def is_link(value: Any) -> bool:
         and isinstance(value[0], str)
         and isinstance(value[1], int)
     )
-
-
-class TemplateError(ValueError):
-    """A workflow template file or binding that cannot be used; the message says where."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,7 @@ class TemplateSpec:
     graph: dict[str, Any]
     bindings: dict[str, list[Target]]
     sha256: str
+    parameters: tuple[Parameter, ...] = ()
 
     def bindings_as_json(self) -> dict[str, list[dict[str, str]]]:
         return {
@@ -71,16 +71,26 @@ class TemplateSpec:
             for name, targets in self.bindings.items()
         }
 
+    def parameters_as_json(self) -> list[dict[str, Any]]:
+        return [p.as_json() for p in self.parameters]
 
-def parse_bindings(raw: Any, graph: dict[str, Any], *, where: str) -> dict[str, list[Target]]:
+
+def parse_bindings(
+    raw: Any, graph: dict[str, Any], *, where: str, declared: Any = None
+) -> dict[str, list[Target]]:
+    """Bindings of the known scene parameters, and of the template's own declared in `declared`."""
     if not isinstance(raw, dict):
         raise TemplateError(f"{where}: 'bindings' must be an object of parameter -> targets")
+    own = set(declared) if isinstance(declared, dict) else set()
     parsed: dict[str, list[Target]] = {}
     for name, value in raw.items():
-        if name not in KNOWN_PARAMETERS:
+        if name not in KNOWN_PARAMETERS and name not in own:
             raise TemplateError(
-                f"{where}: binding {name!r} is not a scene parameter (known: {', '.join(KNOWN_PARAMETERS)})"
+                f"{where}: binding {name!r} is not a scene parameter (known: {', '.join(KNOWN_PARAMETERS)}); "
+                "a template's own parameter needs a declaration under 'parameters'"
             )
+        if not NAME.match(name):
+            raise TemplateError(f"{where}: binding {name!r}: names are lowercase letters, digits and _")
         items = value if isinstance(value, list) else [value]
         targets = []
         for item in items:
@@ -127,7 +137,7 @@ def parse_graph(raw: Any, *, where: str) -> dict[str, Any]:
     return raw
 
 
-def load_template_file(path: Path) -> TemplateSpec:
+def load_template_file(path: Path, *, object_info: dict[str, Any] | None = None) -> TemplateSpec:
     where = path.name
     try:
         text = path.read_text(encoding="utf-8")
@@ -138,11 +148,19 @@ def load_template_file(path: Path) -> TemplateSpec:
         raise TemplateError(
             f"{where}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from exc
-    return spec_from_document(data, slug=path.stem, where=where, text=text)
+    return spec_from_document(data, slug=path.stem, where=where, text=text, object_info=object_info)
 
 
-def spec_from_document(data: Any, *, slug: str, where: str, text: str | None = None) -> TemplateSpec:
-    """A template from its document ({"name", "description", "version", "bindings", "workflow"})."""
+def spec_from_document(
+    data: Any,
+    *,
+    slug: str,
+    where: str,
+    text: str | None = None,
+    object_info: dict[str, Any] | None = None,
+) -> TemplateSpec:
+    """A template from its document ({"name", "description", "version", "bindings", "parameters",
+    "workflow"}); `object_info` types the bound inputs that have no declaration."""
     if not isinstance(data, dict):
         raise TemplateError(f"{where}: must hold a JSON object")
     graph = parse_graph(data.get("workflow"), where=where)
@@ -150,14 +168,18 @@ def spec_from_document(data: Any, *, slug: str, where: str, text: str | None = N
     if not isinstance(version, int) or version < 1:
         raise TemplateError(f"{where}: 'version' must be a positive integer")
     canonical = text if text is not None else json.dumps(data, sort_keys=True)
+    declared = data.get("parameters")
+    bindings = parse_bindings(data.get("bindings"), graph, where=where, declared=declared)
+    bound = {name: [(t.node, t.input) for t in targets] for name, targets in bindings.items()}
     return TemplateSpec(
         slug=slug,
         name=str(data.get("name") or slug),
         description=str(data.get("description") or ""),
         version=version,
         graph=graph,
-        bindings=parse_bindings(data.get("bindings"), graph, where=where),
+        bindings=bindings,
         sha256=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+        parameters=tuple(parse_parameters(declared, bound, graph, object_info=object_info, where=where)),
     )
 
 

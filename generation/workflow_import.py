@@ -165,9 +165,18 @@ def _check_links(graph: Graph, where: str) -> None:
 
 
 def template_document(
-    *, name: str, description: str, graph: dict[str, Any], bindings: dict[str, Any] | None = None
+    *,
+    name: str,
+    description: str,
+    graph: dict[str, Any],
+    bindings: dict[str, Any] | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The template file document for `graph`: detected bindings unless `bindings` is given, checked."""
+    """The template file document for `graph`: detected bindings unless `bindings` is given, checked.
+
+    `parameters` are declarations (a new version's, carried from the one before); those of names
+    the bindings no longer have are left out.
+    """
     where = name.strip() or "workflow"
     if not name.strip():
         raise TemplateError("a template needs a name")
@@ -181,11 +190,13 @@ def template_document(
                 f"{where}: no save node with a filename_prefix value (one of {', '.join(SAVE_NODES)}); "
                 "every render must write its output through one"
             )
-    parse_bindings(bindings, graph, where=where)
+    declared = {k: v for k, v in (parameters or {}).items() if isinstance(bindings, dict) and k in bindings}
+    parse_bindings(bindings, graph, where=where, declared=declared)
     return {
         "name": name.strip(),
         "description": description,
         "version": 1,
         "bindings": bindings,
+        "parameters": declared,
         "workflow": graph,
     }

@@ -37,6 +37,7 @@ from generation.services.jobs import (
     render_job_submit,
     scene_delete_with_renders,
     scene_render_params,
+    scene_template,
 )
 from generation.services.templates import (
     TEMPLATE_LABEL_FIELDS,
@@ -74,6 +75,7 @@ __all__ = [
     "render_job_submit",
     "scene_delete_with_renders",
     "scene_render_params",
+    "scene_template",
     "workflow_check_on_backend",
     "workflow_template_import",
     "workflow_template_update",

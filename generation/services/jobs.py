@@ -13,7 +13,6 @@ import random
 from collections.abc import Collection
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.files.storage import storages
 from django.db import transaction
@@ -21,7 +20,7 @@ from django.utils import timezone
 
 from briefs import services as brief_services
 from briefs.models import Brief, Scene
-from briefs.selectors import composed_for
+from briefs.selectors import composed_for, studio_default_template
 from generation import events
 from generation.models import (
     TERMINAL_STATES,
@@ -40,6 +39,7 @@ from generation.policies import policy_in_force
 from generation.workflow_binding import (
     IMAGE_PARAMETERS,
 )
+from generation.workflow_parameters import check_values, parameters_from_json, values_to_send
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,7 @@ def _policy_bounded_for(user: User | AnonymousUser | None) -> bool:
 
 
 def default_template() -> WorkflowTemplate:
-    template = WorkflowTemplate.objects.filter(slug=settings.DEFAULT_TEMPLATE_SLUG, enabled=True).first()
-    if template is None:
-        template = WorkflowTemplate.objects.filter(enabled=True).first()
+    template = studio_default_template()
     if template is None:
         raise RenderRefused("No workflow template is loaded; run `manage.py load_workflows`.")
     return template
@@ -98,12 +96,48 @@ def _require_a_backend(requested: Backend | None) -> None:
         raise RenderRefused("No render backend is enabled; add one in the admin.")
 
 
-def scene_render_params(scene: Scene, template: WorkflowTemplate) -> dict[str, Any]:
+def scene_template(scene: Scene) -> WorkflowTemplate:
+    """The template a scene renders with: its own, else its brief's, else the studio's default."""
+    if scene.template is not None:
+        if not scene.template.enabled:
+            raise RenderRefused(
+                f"Scene {scene.position} ({scene.title}) uses the workflow {scene.template.name}, "
+                "which is taken out of use; choose another for it."
+            )
+        return scene.template
+    return scene.brief.template or default_template()
+
+
+def scene_template_inputs(scene: Scene, template: WorkflowTemplate, *, own: bool = True) -> dict[str, Any]:
+    """Every parameter of `template` as it is sent: the scene's values over the template's defaults.
+
+    A value saved before the template changed may no longer fit it; the render is refused, naming
+    the scene and the parameter, rather than sending something else than the scene says. Rendered
+    with another template than its own (`own=False`), the scene's values for parameters that
+    template lacks are left out.
+    """
+    parameters = parameters_from_json(template.parameters)
+    stored = dict(scene.params or {})
+    if not own:
+        takes = {p.name for p in parameters}
+        stored = {name: value for name, value in stored.items() if name in takes}
+    kept, errors = check_values(parameters, stored, template=template.name)
+    if errors:
+        raise RenderRefused(
+            f"Scene {scene.position} ({scene.title}): {'; '.join(errors.values())}. "
+            f"The workflow {template.name} changed since this was saved; edit the scene's parameters."
+        )
+    return values_to_send(parameters, kept)
+
+
+def scene_render_params(scene: Scene, template: WorkflowTemplate, *, own: bool = True) -> dict[str, Any]:
     """The scene's values as they go into the workflow, snapshotted on the job.
 
     Input images are recorded by stored name and sha256, so a take can say
-    exactly what it started from; the template decides which it needs.
+    exactly what it started from; the template decides which it needs. `inputs`
+    holds every template parameter's value, sent through the template's bindings.
     """
+    inputs = scene_template_inputs(scene, template, own=own)
     composed = composed_for(scene)
     images: dict[str, dict[str, str]] = {}
     for parameter in IMAGE_PARAMETERS:
@@ -126,6 +160,7 @@ def scene_render_params(scene: Scene, template: WorkflowTemplate) -> dict[str, A
         "seed": scene.seed if scene.seed is not None else random.randrange(MAX_SEED),
         "label": f"{scene.position}. {scene.title}",
         "images": images,
+        "inputs": inputs,
     }
 
 
@@ -146,8 +181,9 @@ def _new_job(
     priority: int,
     policy: dict[str, Any],
     user: User | None,
+    own: bool,
 ) -> RenderJob:
-    """A checked, unsaved job for one scene."""
+    """A checked, unsaved job for one scene; `own`: whether `template` is the scene's own."""
     if not scene.prompt.strip():
         raise RenderRefused(f"Scene {scene.position} ({scene.title}) has no prompt to render.")
     return RenderJob(
@@ -158,7 +194,7 @@ def _new_job(
         template_version=template.version,
         template_sha256=template.content_sha256,
         scene_version=scene.version,
-        params=scene_render_params(scene, template),
+        params=scene_render_params(scene, template, own=own),
         requested_backend=backend,
         priority=priority,
         policy=policy,
@@ -255,7 +291,8 @@ def render_job_submit(
     """
     _require_a_backend(backend)
     (scene,) = _locked([scene])
-    template = template or scene.brief.template or default_template()
+    own = template is None
+    template = template or scene_template(scene)
     if not again:
         open_job = _open_job_like(scene, template)
         if open_job is not None:
@@ -272,6 +309,7 @@ def render_job_submit(
         priority=Priority.INTERACTIVE,
         policy=policy_in_force(preset=preset, overrides=policy_overrides, bounded=_policy_bounded_for(user)),
         user=_user_or_none(user),
+        own=own,
     )
     return _save_new_jobs([job])[0]
 
@@ -294,14 +332,13 @@ def render_brief_submit(
     """
     if open_scenes not in OPEN_SCENES_CHOICES:
         raise ValueError(f"open_scenes must be one of {', '.join(OPEN_SCENES_CHOICES)}, not {open_scenes!r}")
-    scenes = list(brief.scenes.order_by("position"))
+    scenes = list(brief.scenes.select_related("template").order_by("position"))
     if not scenes:
         raise RenderRefused("This brief has no scenes to render yet.")
     _require_a_backend(backend)
-    template = template or brief.template or default_template()
     if open_scenes != "again":
         scenes = _locked(scenes)
-        rendering = [s for s in scenes if _open_job_like(s, template) is not None]
+        rendering = [s for s in scenes if _open_job_like(s, template or scene_template(s)) is not None]
         if rendering and open_scenes == "ask":
             raise RenderScenesOpen(
                 f"{len(rendering)} of {len(scenes)} scenes are already rendering unchanged. "
@@ -315,14 +352,16 @@ def render_brief_submit(
     policy = policy_in_force(preset=preset, overrides=policy_overrides, bounded=_policy_bounded_for(user))
     batch = RenderBatch.objects.create(brief=brief, created_by=owner, policy=policy)
     jobs = [
+        # Each scene with its own template when it names one: a job binds its scene's template version.
         _new_job(
             scene=scene,
-            template=template,
+            template=template or scene_template(scene),
             backend=backend,
             batch=batch,
             priority=Priority.BATCH,
             policy=policy,
             user=owner,
+            own=template is None,
         )
         for scene in scenes
     ]

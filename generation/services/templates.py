@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -30,6 +31,23 @@ from generation.workflow_import import template_document
 log = logging.getLogger(__name__)
 
 TEMPLATE_LABEL_FIELDS = ("name", "description", "enabled")
+# The node catalogue recorded from a real ComfyUI that the bundled preview server answers with. An
+# undeclared parameter is typed from it (ranges, choices), the same on every load: a template's
+# parameters must not depend on which backend happened to answer. Read as data, never imported.
+REFERENCE_OBJECT_INFO = (
+    Path(__file__).resolve().parents[1] / "bundled_backends/preview_server/object_info.json"
+)
+
+
+@functools.cache
+def reference_object_info() -> dict[str, Any]:
+    try:
+        return dict(json.loads(REFERENCE_OBJECT_INFO.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        log.warning(
+            "no reference node catalogue at %s; parameters are typed from their values", REFERENCE_OBJECT_INFO
+        )
+        return {}
 
 
 def workflow_templates_sync(*, directory: Path | None = None) -> tuple[list[WorkflowTemplate], list[str]]:
@@ -39,7 +57,7 @@ def workflow_templates_sync(*, directory: Path | None = None) -> tuple[list[Work
     errors: list[str] = []
     for path in sorted(directory.glob("*.json")):
         try:
-            spec = load_template_file(path)
+            spec = load_template_file(path, object_info=reference_object_info())
         except TemplateError as exc:
             errors.append(str(exc))
             continue
@@ -72,6 +90,7 @@ def _template_new_version(
         "version": version,
         "graph": spec.graph,
         "bindings": spec.bindings_as_json(),
+        "parameters": spec.parameters_as_json(),
         "source_file": source_file,
         "content_sha256": spec.sha256,
     }
@@ -85,6 +104,7 @@ def _template_new_version(
         version=version,
         graph=spec.graph,
         bindings=spec.bindings_as_json(),
+        parameters=spec.parameters_as_json(),
         content_sha256=spec.sha256,
         source_file=source_file,
     )
@@ -102,11 +122,17 @@ def workflow_template_import(
     where = name.strip() or "the workflow"
     graph = _parse_json(api_json, what=f"{where}: the exported workflow")
     bindings = _parse_json(bindings_json, what=f"{where}: the bindings") if bindings_json.strip() else None
-    document = template_document(name=name, description=description, graph=graph, bindings=bindings)
     slug = slug.strip() or slugify(name)[:100]
+    document = template_document(
+        name=name,
+        description=description,
+        graph=graph,
+        bindings=bindings,
+        parameters=_declarations_of(WorkflowTemplate.objects.filter(slug=slug).first()),
+    )
     if not slug:
         raise TemplateError(f"{where}: choose a slug made of letters, digits and dashes")
-    spec = spec_from_document(document, slug=slug, where=where)
+    spec = spec_from_document(document, slug=slug, where=where, object_info=reference_object_info())
     with transaction.atomic():
         existing = WorkflowTemplate.objects.select_for_update().filter(slug=slug).first()
         template = _template_new_version(existing, spec, source_file="")
@@ -114,6 +140,17 @@ def workflow_template_import(
             WorkflowTemplate.objects.filter(pk=template.pk).update(enabled=True)
             template.enabled = True
     return template
+
+
+def _declarations_of(template: WorkflowTemplate | None) -> dict[str, Any]:
+    """A template's parameters as declarations for its next version: labels, help and ranges carry
+    over; the default comes from the new graph, the value the workflow was saved with."""
+    if template is None:
+        return {}
+    return {
+        item["name"]: {k: v for k, v in item.items() if k not in ("name", "default") and v is not None}
+        for item in template.parameters or []
+    }
 
 
 def workflow_template_version_of(job: RenderJob) -> WorkflowTemplateVersion:
@@ -131,6 +168,7 @@ def workflow_template_version_of(job: RenderJob) -> WorkflowTemplateVersion:
             version=template.version,
             graph=template.graph,
             bindings=template.bindings,
+            parameters=template.parameters,
             content_sha256=template.content_sha256,
         )
     raise ProviderError(

@@ -121,6 +121,18 @@ def test_animated_webp_carries_the_prompt_in_exif_like_comfyui(studio_server: Ru
     assert json.loads(prompt_tag.removeprefix("prompt:"))["12"]["class_type"] == "SVD_img2vid_Conditioning"
 
 
+def test_a_templates_own_parameters_reach_the_server_through_its_bindings(
+    studio_server: RunningServer,
+) -> None:
+    graph, save_node = _bound_template(
+        studio_server, "svd-img2vid", steps=1, width=64, height=64, video_frames=5, fps=8, motion_bucket_id=40
+    )
+    assert (graph["12"]["inputs"]["fps"], graph["10"]["inputs"]["fps"]) == (8, 8)
+    _frames, history = _run(studio_server, graph)
+    assert history["status"]["status_str"] == "success", history["status"]
+    assert _fetch(studio_server, history["outputs"][save_node]["images"][0]).n_frames == 5
+
+
 def test_guide_images_are_drawn_into_the_frame(studio_server: RunningServer) -> None:
     plain, save_plain = _bound_template(studio_server, "storyboard-txt2img", steps=1)
     guided, save_guided = _bound_template(studio_server, "controlnet-depth", steps=1)
