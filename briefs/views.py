@@ -183,9 +183,20 @@ def scene_update(request: HttpRequest, scene_uuid: str) -> HttpResponse:
             messages.error(request, str(exc))
             return redirect("briefs:detail", brief_uuid=scene.brief.uuid)
         return JsonResponse({"code": "deleted", "error": str(exc)}, status=409)
+    except services.SceneParamsRefused as exc:
+        # The template changed between the form's check and the save: the form says where.
+        for name, message in exc.errors.items():
+            form.add_error(f"param_{name}" if f"param_{name}" in form.fields else None, message)
+        if wants_json:
+            return JsonResponse(
+                {"errors": {name: list(errs) for name, errs in form.errors.items()}}, status=400
+            )
+        return _editor(request, scene.brief, bound_scene=(scene.pk, form), status=400)
     if wants_json:
-        return JsonResponse({"scene": scene_payload(saved)})
+        return JsonResponse({"scene": scene_payload(saved), "note": form.dropped_note()})
     messages.success(request, f"Scene {saved.position} saved.")
+    if form.dropped_note():
+        messages.info(request, form.dropped_note())
     return redirect(_scene_url(scene))
 
 

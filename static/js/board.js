@@ -228,7 +228,10 @@
       url: form.getAttribute("action"),
       stateBox: role(card, "save-state"),
       extra: () => ({ base_version: card.dataset.version }),
-      onSaved: (data) => applyScene(card, data.scene),
+      onSaved: (data) => {
+        applyScene(card, data.scene);
+        if (data.note) notice(role(card, "notice"), data.note, "warn");
+      },
       onConflict: (data) => showConflict(card, data),
     });
     savers.set(form, saver);
@@ -271,6 +274,7 @@
         return label ? label.textContent.trim() : id;
       }).join(", ") || "—";
     }
+    if (value && typeof value === "object") return JSON.stringify(value);
     return value === null || value === "" || value === undefined ? "—" : String(value);
   }
 

@@ -111,7 +111,7 @@ def test_the_editor_adds_a_character_and_shows_what_a_render_sends(client, cast,
     assert response.status_code == 302
     page = client.get(f"/briefs/{brief.uuid}/").content.decode()
     assert "wide shot, a ferry leaving a foggy harbour, Tom (young fisherman), ink wash" in page
-    assert "Story bible" in page and "Version 3" in page
+    assert "Story bible" in page and 'data-testid="bible-version">3<' in page
 
 
 @pytest.mark.django_db
