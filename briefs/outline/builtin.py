@@ -1063,8 +1063,10 @@ def refine_scene(scene: Scene, note: NoteReading, bible: StoryBible) -> Scene:
         ):
             lighting = lighting_for(time, weather, key)
         else:
-            # A writer's or a model's own wording: keep it, and set the key in front.
+            # A writer's or a model's own wording: keep it, with the weather's light, and the key in front.
             bare = scene.lighting.removeprefix(f"{_key_of(scene.lighting)} ")
+            if "weather" in asked:
+                bare = _swap(bare, set(LIGHT_FOR_WEATHER.values()), LIGHT_FOR_WEATHER[weather])
             lighting = clip(f"{key} {bare}".strip(), 160)
         prompt = scene.prompt
         if "time" in asked:
