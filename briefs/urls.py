@@ -1,14 +1,15 @@
 from django.urls import path
 
-from briefs import views
+from briefs import outline_views, views
 
 app_name = "briefs"
 
 urlpatterns = [
     path("", views.brief_list, name="list"),
     path("briefs/from-idea/", views.brief_from_idea, name="from-idea"),
-    path("briefs/<uuid:brief_uuid>/outline/", views.outline_retry, name="outline-retry"),
-    path("outlines/<uuid:request_uuid>/", views.outline_status, name="outline-status"),
+    path("briefs/<uuid:brief_uuid>/outline/", outline_views.outline_retry, name="outline-retry"),
+    path("briefs/<uuid:brief_uuid>/refine/", outline_views.outline_refine, name="outline-refine"),
+    path("outlines/<uuid:request_uuid>/", outline_views.outline_status, name="outline-status"),
     path("briefs/<uuid:brief_uuid>/", views.brief_detail, name="detail"),
     path("briefs/<uuid:brief_uuid>/scenes/", views.scene_create, name="scene-create"),
     path("briefs/<uuid:brief_uuid>/render/", views.brief_render, name="render"),

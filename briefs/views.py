@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from briefs import services
 from briefs.forms import BriefForm, CharacterForm, IdeaForm, SceneForm
-from briefs.models import Brief, Character, OutlineRequest, Scene
+from briefs.models import Brief, Character, Scene
 from briefs.selectors import briefs_visible_to, composed_for, scenes_visible_to, team_preferred_for
 from generation import services as render_services
 from generation.downloads import artifact_response
@@ -35,33 +35,6 @@ def brief_from_idea(request: HttpRequest) -> HttpResponse:
     assert isinstance(request.user, User)
     brief, _ = services.brief_from_idea(user=request.user, **form.cleaned_data)
     return redirect("briefs:detail", brief_uuid=brief.uuid)
-
-
-@login_required
-@require_POST
-def outline_retry(request: HttpRequest, brief_uuid: str) -> HttpResponse:
-    brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
-    assert isinstance(request.user, User)
-    try:
-        services.outline_request_start(brief=brief, user=request.user)
-    except services.OutlineRefused as exc:
-        messages.error(request, str(exc))
-    return redirect("briefs:detail", brief_uuid=brief.uuid)
-
-
-@login_required
-def outline_status(request: HttpRequest, request_uuid: str) -> JsonResponse:
-    outline = get_object_or_404(
-        OutlineRequest.objects.filter(brief__in=briefs_visible_to(request.user)), uuid=request_uuid
-    )
-    return JsonResponse(
-        {
-            "state": outline.state,
-            "label": outline.get_state_display(),
-            "expander": outline.expander,
-            "error": outline.error,
-        }
-    )
 
 
 @login_required

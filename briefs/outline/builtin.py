@@ -1056,12 +1056,13 @@ def refine_scene(scene: Scene, note: NoteReading, bible: StoryBible) -> Scene:
         time = asked.get("time", scene.time_of_day)
         weather = asked.get("weather", scene.weather)
         key = asked.get("light", _key_of(scene.lighting))
+        # An unknown weather (a hand-written scene's) lights like a clear sky and stays unknown.
         if (
             time in LIGHT_FOR_TIME
-            and weather in LIGHT_FOR_WEATHER
+            and (weather or "clear") in LIGHT_FOR_WEATHER
             and (scene.lighting in BUILT_LIGHTING or {"time", "weather"} & asked.keys())
         ):
-            lighting = lighting_for(time, weather, key)
+            lighting = lighting_for(time, weather or "clear", key)
         else:
             # A writer's or a model's own wording: keep it, with the weather's light, and the key in front.
             bare = scene.lighting.removeprefix(f"{_key_of(scene.lighting)} ")
