@@ -664,7 +664,11 @@ def _refine_run(*, request: OutlineRequest, expander: Expander) -> OutlineReques
         before, scenes = outline_of_brief(brief=brief)
         index = None
         if request.scene_id is not None:
-            index = next(i for i, scene in enumerate(scenes) if scene.pk == request.scene_id)
+            index = next((i for i, scene in enumerate(scenes) if scene.pk == request.scene_id), None)
+            if index is None:
+                raise OutlineRefused(
+                    "The scene the note was for is no longer in this brief: nothing was changed."
+                )
         after = expander.refine(before, request.note, scene_index=index)
         with transaction.atomic():
             locked = Brief.objects.select_for_update().get(pk=brief.pk)

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from briefs import services
 from briefs.forms import BriefForm, CharacterForm, IdeaForm, SceneForm
-from briefs.models import Brief, Character, Scene
+from briefs.models import Brief, Character, OutlineKind, Scene
 from briefs.selectors import briefs_visible_to, composed_for, scenes_visible_to, team_preferred_for
 from generation import services as render_services
 from generation.downloads import artifact_response
@@ -100,7 +100,8 @@ def _editor(
             for character in brief.characters.all()
         ],
         "new_character_form": new_character_form or CharacterForm(prefix="newc", brief=brief),
-        "outline": brief.outline_requests.first(),
+        # The idea's expansion; refines have their own box (templates/briefs/_refine.html).
+        "outline": brief.outline_requests.filter(kind=OutlineKind.EXPAND).first(),
         "rows": rows,
         "runs": brief_runs(brief),
         "spend": brief_spend(brief),

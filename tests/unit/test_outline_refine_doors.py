@@ -10,10 +10,17 @@ from rest_framework.test import APIClient
 
 from briefs import services
 from briefs.models import Brief, OutlineKind, Team
-from briefs.outline import BuiltinExpander
+from briefs.outline import BuiltinExpander, OutlineError, OutlineErrorCode
 from briefs.outline_views import refine_context
 
 JSON = {"HTTP_ACCEPT": "application/json"}
+
+
+class Refusing:
+    name = "test model"
+
+    def refine(self, *args: object, **kwargs: object) -> object:
+        raise OutlineError(OutlineErrorCode.TIMEOUT, "the model did not answer within 60 s")
 
 
 @pytest.fixture
@@ -224,3 +231,19 @@ def test_the_openapi_schema_describes_the_refine(client):
     body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert set(schema["components"]["schemas"][body]["properties"]) == {"note", "scene"}
     assert "/api/v1/outlines/{request_uuid}/" in schema["paths"]
+
+
+@pytest.mark.django_db
+def test_the_editor_still_tells_the_idea_s_expansion_apart_from_a_failed_refine(staff_user, client):
+    brief, request = services.brief_from_idea(
+        user=staff_user, idea="Ada, a keeper, lights the lamp in a storm."
+    )
+    services.outline_run(request_id=request.pk, expander=BuiltinExpander())
+    refine = services.outline_refine_start(brief=brief, user=staff_user, note="night")
+    services.outline_run(request_id=refine.pk, expander=Refusing())
+    client.force_login(staff_user)
+
+    page = client.get(f"/briefs/{brief.uuid}/").content.decode()
+
+    assert "Outline written from the idea by the built-in expander" in page
+    assert "The outline could not be written" not in page and "Try again" not in page
