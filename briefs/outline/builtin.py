@@ -33,7 +33,7 @@ from briefs.outline.model import (
     Style,
     checked,
 )
-from briefs.outline.reading import CastMember, Clause, Reading, clip, read_idea
+from briefs.outline.reading import CastMember, Clause, Reading, clip, normalise, read_idea
 
 BUILTIN_NAME = "built-in"
 
@@ -382,7 +382,8 @@ def check_idea(idea: str) -> str:
             OutlineErrorCode.INVALID_INPUT,
             f"The idea is {len(idea)} characters long; at most {IDEA_MAX_CHARS}. Shorten it to the story's core.",
         )
-    if not any(ch.isalnum() for ch in idea):
+    # Read as the expander reads it: a list marker alone ("1)") is no words either.
+    if not any(ch.isalnum() for ch in normalise(idea)):
         raise OutlineError(
             OutlineErrorCode.INVALID_INPUT, "The idea has no words in it: write what the story is about."
         )
