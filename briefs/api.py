@@ -3,16 +3,28 @@
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from briefs import services
-from briefs.models import AspectRatio, Brief, CameraMove, Character, Scene, ShotType, Team, Transition
+from briefs.models import (
+    AspectRatio,
+    Brief,
+    CameraMove,
+    Character,
+    OutlineRequest,
+    Scene,
+    ShotType,
+    Team,
+    Transition,
+)
 from briefs.selectors import briefs_visible_to, composed_for, teams_of
 
 
@@ -234,3 +246,106 @@ class SceneCreateApi(generics.GenericAPIView):
         except services.CharacterRefused as exc:
             raise serializers.ValidationError({"characters": [str(exc)]}) from None
         return Response(SceneOutputSerializer(scene).data, status=status.HTTP_201_CREATED)
+
+
+class RefineInputSerializer(serializers.Serializer):
+    note = serializers.CharField(
+        max_length=services.NOTE_MAX_CHARS,
+        allow_blank=True,
+        help_text="What to change, e.g. 'make scene 3 a night shot', 'closer, handheld', 'make it 5 seconds'.",
+        error_messages={
+            "required": "Write a note first: what to change, e.g. 'make scene 3 a night shot'.",
+            "max_length": "The note is longer than {max_length} characters.",
+        },
+    )
+    scene = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The one scene to rewrite (uuid, a scene of this brief); left out or null rewrites the whole outline.",
+    )
+
+
+class OutlineRequestSerializer(serializers.ModelSerializer):
+    # A serializer field named like Field's `label` attribute is still fine at run time.
+    label = serializers.CharField(source="get_state_display", read_only=True)  # type: ignore[assignment]
+    scene = serializers.UUIDField(source="scene.uuid", read_only=True, allow_null=True, default=None)
+    summary = serializers.SerializerMethodField(help_text="What a finished refine changed, one line each.")
+    status_url = serializers.SerializerMethodField(help_text="Where to ask how it stands (this object).")
+
+    class Meta:
+        model = OutlineRequest
+        fields = [
+            "uuid",
+            "kind",
+            "state",
+            "label",
+            "scene",
+            "note",
+            "expander",
+            "error",
+            "summary",
+            "created_at",
+            "finished_at",
+            "status_url",
+        ]
+
+    def get_summary(self, outline: OutlineRequest) -> list[str]:
+        return outline.summary.splitlines()
+
+    def get_status_url(self, outline: OutlineRequest) -> str:
+        return reverse("api:outline-detail", kwargs={"request_uuid": outline.uuid})
+
+
+class BriefRefineApi(generics.GenericAPIView):
+    """Rewrite one scene, or the whole outline, from a note; a worker does it, and
+    GET /api/v1/outlines/<uuid>/ says how it stands and, when done, what changed."""
+
+    serializer_class = OutlineRequestSerializer
+
+    @extend_schema(
+        request=RefineInputSerializer,
+        responses={
+            202: OutlineRequestSerializer,
+            400: OpenApiResponse(description="The note or the scene is refused; the body names the field."),
+            409: OpenApiResponse(description="Another outline request of the brief is queued or running."),
+        },
+    )
+    def post(self, request: Request, brief_uuid: str) -> Response:
+        brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
+        incoming = RefineInputSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        scene = None
+        if incoming.validated_data["scene"] is not None:
+            scene = brief.scenes.filter(uuid=incoming.validated_data["scene"]).first()
+            if scene is None:
+                raise serializers.ValidationError({"scene": ["Not a scene of this brief."]})
+        try:
+            outline = services.outline_refine_start(
+                brief=brief,
+                user=request.user if isinstance(request.user, User) else None,
+                note=incoming.validated_data["note"],
+                scene=scene,
+            )
+        except services.OutlineRefused as exc:
+            body = {exc.field or "non_field_errors": [str(exc)]}
+            code = (
+                status.HTTP_409_CONFLICT
+                if isinstance(exc, services.OutlineBusy)
+                else status.HTTP_400_BAD_REQUEST
+            )
+            return Response(body, status=code)
+        return Response(OutlineRequestSerializer(outline).data, status=status.HTTP_202_ACCEPTED)
+
+
+class OutlineRequestDetailApi(generics.RetrieveAPIView):
+    """How an outline request (an expansion or a refine) stands."""
+
+    serializer_class = OutlineRequestSerializer
+    lookup_field = "uuid"
+    lookup_url_kwarg = "request_uuid"
+
+    def get_queryset(self) -> QuerySet[OutlineRequest]:
+        return OutlineRequest.objects.filter(brief__in=briefs_visible_to(self.request.user)).select_related(
+            "scene"
+        )

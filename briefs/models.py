@@ -155,15 +155,30 @@ class OutlineState(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class OutlineKind(models.TextChoices):
+    EXPAND = "expand", "Outline from the idea"
+    REFINE = "refine", "Rewrite from a note"
+
+
 class OutlineRequest(models.Model):
-    """One expansion of a brief's idea into a logline, a story bible and scenes, run by a Celery task.
+    """One expansion of a brief's idea into a logline, a story bible and scenes, or one rewrite of
+    its outline (one scene, or all of it) from a writer's note, run by a Celery task.
 
     The brief changes only when it succeeds, all at once; a failure leaves it as it was and says why.
     """
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     brief = models.ForeignKey(Brief, on_delete=models.CASCADE, related_name="outline_requests")
-    idea = models.TextField(max_length=4000)
+    kind = models.CharField(max_length=8, choices=OutlineKind.choices, default=OutlineKind.EXPAND)
+    idea = models.TextField(max_length=4000, blank=True)
+    note = models.TextField(max_length=1000, blank=True, help_text="What a refine asks to change.")
+    # The one scene a refine rewrites; none rewrites the whole outline. A refine of a scene goes
+    # with the scene: without it the request would read as one for the whole outline.
+    scene = models.ForeignKey(
+        "Scene", on_delete=models.CASCADE, null=True, blank=True, related_name="outline_requests"
+    )
+    # What a refine changed, one line per change, for the page.
+    summary = models.TextField(blank=True)
     state = models.CharField(max_length=12, choices=OutlineState.choices, default=OutlineState.QUEUED)
     # Which expander did the work: "built-in", or the model behind the configured endpoint.
     expander = models.CharField(max_length=120, blank=True)
@@ -179,11 +194,20 @@ class OutlineRequest(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(state__in=OutlineState.values), name="outline_state_valid"
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=OutlineKind.values), name="outline_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind=OutlineKind.EXPAND, scene__isnull=True, note="")
+                | (models.Q(kind=OutlineKind.REFINE) & ~models.Q(note="")),
+                name="outline_refine_has_a_note",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"Outline of {self.brief} ({self.state})"
+        what = "Outline" if self.kind == OutlineKind.EXPAND else "Refine"
+        return f"{what} of {self.brief} ({self.state})"
 
 
 class Character(models.Model):

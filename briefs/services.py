@@ -18,6 +18,7 @@ from briefs.models import (
     CameraMove,
     Character,
     InvitationState,
+    OutlineKind,
     OutlineRequest,
     OutlineState,
     Scene,
@@ -28,7 +29,19 @@ from briefs.models import (
     UserPreference,
 )
 from briefs.outline import ASPECTS as OUTLINE_ASPECTS
-from briefs.outline import Expander, Outline, OutlineError
+from briefs.outline import (
+    TIMES_OF_DAY,
+    WEATHER,
+    Expander,
+    Outline,
+    OutlineError,
+    outline_changes,
+    scene_named_in,
+)
+from briefs.outline import Character as OutlineCharacter
+from briefs.outline import Scene as OutlineScene
+from briefs.outline import StoryBible as OutlineBible
+from briefs.outline import Style as OutlineStyle
 from briefs.selectors import team_preferred_for, teams_of, template_in_effect
 from generation.workflow_parameters import check_values, parameters_from_json
 
@@ -656,7 +669,21 @@ def scenes_purge_deleted(*, older_than_s: float) -> int:
 
 # -- outline expansion ---------------------------------------------------------------
 class OutlineRefused(Exception):
-    """An expansion that cannot start as asked; the message says why."""
+    """An expansion or a refine that cannot start (or land) as asked; the message says why, and
+    `field` names the input it is about ("note", "scene"), when there is one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class OutlineBusy(OutlineRefused):
+    """Another outline request of the brief is queued or running."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Another outline request of this brief is still being written: wait for it to finish."
+        )
 
 
 # The outline's camera vocabulary is finer than a scene's: a tilt up and a tilt down are both a tilt.
@@ -715,7 +742,7 @@ def outline_request_start(*, brief: Brief, user: User | None) -> OutlineRequest:
     if brief.scenes.exists():
         raise OutlineRefused("This brief already has scenes: an outline is written for a brief without them.")
     if brief.outline_requests.filter(state__in=[OutlineState.QUEUED, OutlineState.RUNNING]).exists():
-        raise OutlineRefused("An outline is already being written for this brief.")
+        raise OutlineBusy()
     request = OutlineRequest.objects.create(brief=brief, idea=brief.idea, created_by=user)
     from briefs.tasks import expand_outline
 
@@ -728,9 +755,11 @@ def outline_run(*, request_id: int, expander: Expander) -> OutlineRequest:
     moved = OutlineRequest.objects.filter(pk=request_id, state=OutlineState.QUEUED).update(
         state=OutlineState.RUNNING, expander=expander.name
     )
-    request = OutlineRequest.objects.select_related("brief").get(pk=request_id)
+    request = OutlineRequest.objects.select_related("brief", "scene").get(pk=request_id)
     if not moved:
         return request  # another worker has it, or it ended
+    if request.kind == OutlineKind.REFINE:
+        return _refine_run(request=request, expander=expander)
     brief = request.brief
     try:
         outline = expander.expand(
@@ -814,3 +843,239 @@ def outline_requests_left_behind(*, older_than_s: float) -> list[int]:
             state=OutlineState.QUEUED, created_at__lt=timezone.now() - timedelta(seconds=30)
         ).values_list("pk", flat=True)
     )
+
+
+# -- refining an outline from a note ---------------------------------------------------
+NOTE_MAX_CHARS = 1000
+# A scene's choices as the outline's words: the outline's vocabulary is finer ("tilt up") or
+# spelled with spaces ("medium close-up"); an "extreme wide" is the outline's "wide".
+_SHOT_TO_OUTLINE = {
+    "extreme-wide": "wide",
+    "medium-close-up": "medium close-up",
+    "extreme-close-up": "extreme close-up",
+}
+_CAMERA_TO_OUTLINE = {
+    "tilt": "tilt up",
+    "crane": "crane up",
+    "zoom": "zoom in",
+    "dolly-in": "dolly in",
+    "dolly-out": "dolly out",
+}
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _outline_scene(scene: Scene) -> OutlineScene:
+    """A brief's scene in the outline's terms. The time of day and the weather lead a scene's
+    lighting when an outline wrote it ("night, rain, moonlight"); elsewhere they are unknown."""
+    parts = list(_words(scene.lighting))
+    time = parts.pop(0) if parts and parts[0] in TIMES_OF_DAY else ""
+    weather = parts.pop(0) if parts and parts[0] in WEATHER else ""
+    return OutlineScene(
+        title=scene.title,
+        action=scene.action,
+        prompt=scene.prompt,
+        shot=_SHOT_TO_OUTLINE.get(scene.shot_type, scene.shot_type),
+        camera=_CAMERA_TO_OUTLINE.get(scene.camera_move, scene.camera_move),
+        lens=scene.lens,
+        lighting=", ".join(parts),
+        mood=scene.mood,
+        time_of_day=time,
+        weather=weather,
+        duration_seconds=max(1, round(scene.duration_s)),
+        transition=scene.transition,
+        characters=tuple(c.name for c in scene.characters.all()),
+    )
+
+
+def outline_of_brief(*, brief: Brief) -> tuple[Outline, list[Scene]]:
+    """The brief as an outline (what a refine starts from and is compared with), and its scenes in
+    the outline's order. Fields the brief leaves empty stay empty: nothing is made up."""
+    scenes = list(brief.scenes.order_by("position", "id").prefetch_related("characters"))
+    outline = Outline(
+        title=brief.title,
+        logline=brief.logline,
+        aspect=brief.aspect_ratio,
+        bible=OutlineBible(
+            characters=tuple(
+                OutlineCharacter(
+                    name=c.name, description=c.description, look=c.look, anchors=_words(c.prompt_words)
+                )
+                for c in brief.characters.all()
+            ),
+            style=OutlineStyle(
+                notes=brief.style, palette=_words(brief.palette), negative=_words(brief.negative_style)
+            ),
+            setting=brief.setting,
+        ),
+        scenes=tuple(_outline_scene(scene) for scene in scenes),
+    )
+    return outline, scenes
+
+
+@transaction.atomic
+def outline_refine_start(
+    *, brief: Brief, user: User | None, note: str, scene: Scene | None = None
+) -> OutlineRequest:
+    """A rewrite of one scene (or of the whole outline, with no scene) from a writer's note, run by
+    the outline task once this is saved. Refused, with the field it is about, for an empty or long
+    note, a scene of another brief, a scene the note contradicts, or while another request of the
+    brief is queued or running."""
+    note = (note or "").strip()
+    if not note:
+        raise OutlineRefused("Write a note first: what to change, e.g. 'make scene 3 a night shot'.", "note")
+    if len(note) > NOTE_MAX_CHARS:
+        raise OutlineRefused(f"The note is {len(note)} characters long; at most {NOTE_MAX_CHARS}.", "note")
+    if scene is not None and scene.brief_id != brief.pk:
+        raise OutlineRefused("That scene is not in this brief.", "scene")
+    Brief.objects.select_for_update().filter(pk=brief.pk).first()
+    count = brief.scenes.count()
+    if not count:
+        raise OutlineRefused("This brief has no scenes yet: write or expand its outline first.")
+    named = scene_named_in(note)
+    if named is not None and not 0 <= named < count:
+        raise OutlineRefused(f"The note names scene {named + 1}, but the brief has {count} scenes.", "note")
+    if named is not None and scene is not None:
+        position = list(brief.scenes.order_by("position", "id").values_list("pk", flat=True)).index(scene.pk)
+        if position != named:
+            raise OutlineRefused(
+                f"The note names scene {named + 1}, but scene {position + 1} was chosen.", "note"
+            )
+    if brief.outline_requests.filter(state__in=[OutlineState.QUEUED, OutlineState.RUNNING]).exists():
+        raise OutlineBusy()
+    request = OutlineRequest.objects.create(
+        brief=brief, kind=OutlineKind.REFINE, note=note, scene=scene, created_by=user
+    )
+    from briefs.tasks import expand_outline
+
+    transaction.on_commit(lambda: expand_outline.delay(request.pk))
+    return request
+
+
+def _refine_run(*, request: OutlineRequest, expander: Expander) -> OutlineRequest:
+    """Rewrite from the note, then apply what changed in one transaction, only if the brief is
+    still what the expander saw; any failure leaves the brief as it was and says why."""
+    brief = request.brief
+    try:
+        before, scenes = outline_of_brief(brief=brief)
+        index = None
+        if request.scene_id is not None:
+            index = next((i for i, scene in enumerate(scenes) if scene.pk == request.scene_id), None)
+            if index is None:
+                raise OutlineRefused(
+                    "The scene the note was for is no longer in this brief: nothing was changed."
+                )
+        after = expander.refine(before, request.note, scene_index=index)
+        with transaction.atomic():
+            locked = Brief.objects.select_for_update().get(pk=brief.pk)
+            now, scenes = outline_of_brief(brief=locked)
+            if now != before:
+                raise OutlineRefused(
+                    "The brief changed while the note was being applied, so nothing was changed: "
+                    "send the note again."
+                )
+            summary = brief_apply_refine(brief=locked, before=before, after=after, scenes=scenes)
+            OutlineRequest.objects.filter(pk=request.pk).update(
+                state=OutlineState.SUCCEEDED, summary="\n".join(summary), finished_at=timezone.now()
+            )
+    except (OutlineError, OutlineRefused, CharacterRefused) as exc:
+        OutlineRequest.objects.filter(pk=request.pk).update(
+            state=OutlineState.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+    except Exception:
+        log.exception("refine request %s failed", request.uuid)
+        OutlineRequest.objects.filter(pk=request.pk).update(
+            state=OutlineState.FAILED,
+            error="The note could not be applied (an internal error, logged for the studio's staff).",
+            finished_at=timezone.now(),
+        )
+    request.refresh_from_db()
+    return request
+
+
+def _scene_values(before: OutlineScene | None, after: OutlineScene, position: int) -> dict[str, Any]:
+    """The scene fields whose outline words moved from `before` to `after` (all of them for a new
+    scene), as a scene stores them."""
+
+    def moved(*names: str) -> bool:
+        return before is None or any(getattr(before, n) != getattr(after, n) for n in names)
+
+    values: dict[str, Any] = {}
+    if moved("title"):
+        values["title"] = after.title[:200]
+    if moved("action"):
+        limit = Scene._meta.get_field("action").max_length or 4000
+        if len(after.action) > limit:
+            raise OutlineRefused(
+                f"Scene {position}'s action would be {len(after.action)} characters long; at most {limit}: "
+                "shorten the action or the note."
+            )
+        values["action"] = after.action
+    if moved("prompt"):
+        values["prompt"] = after.prompt
+    if moved("shot"):
+        values["shot_type"] = _choice(after.shot, ShotType.values)
+    if moved("camera"):
+        values["camera_move"] = _choice(
+            _CAMERA_FROM_OUTLINE.get(after.camera, after.camera), CameraMove.values
+        )
+    if moved("lens"):
+        values["lens"] = after.lens[:60]
+    if moved("lighting", "time_of_day", "weather"):
+        values["lighting"] = ", ".join(p for p in (after.time_of_day, after.weather, after.lighting) if p)[
+            :200
+        ]
+    if moved("mood"):
+        values["mood"] = after.mood[:200]
+    if moved("duration_seconds"):
+        values["duration_s"] = after.duration_seconds
+    if moved("transition"):
+        values["transition"] = after.transition if after.transition in Transition.values else Transition.CUT
+    if moved("characters"):
+        values["characters"] = list(after.characters)
+    return values
+
+
+def brief_apply_refine(*, brief: Brief, before: Outline, after: Outline, scenes: list[Scene]) -> list[str]:
+    """Put into the brief what a refine changed from `before` (the brief as an outline) to `after`:
+    the logline and the story bible, characters matched by name (new ones added), scenes in place by
+    position through `scene_update` (so only a scene that changed gets a new version), new scenes
+    appended. No scene is ever deleted. Returns what changed, in words. Call inside a transaction."""
+    values: dict[str, Any] = {}
+    if after.logline != before.logline:
+        values["logline"] = after.logline[:300]
+    if after.bible.setting != before.bible.setting:
+        values["setting"] = after.bible.setting
+    if after.bible.style.notes != before.bible.style.notes:
+        values["style"] = after.bible.style.notes
+    if after.bible.style.palette != before.bible.style.palette:
+        values["palette"] = ", ".join(after.bible.style.palette)[:300]
+    if after.bible.style.negative != before.bible.style.negative:
+        values["negative_style"] = ", ".join(after.bible.style.negative)
+    if values:
+        brief_update(brief=brief, **values)
+    known = {c.name.casefold(): c for c in brief.characters.all()}
+    was = {c.name.casefold(): c for c in before.bible.characters}
+    for character in after.bible.characters:
+        row = known.get(character.name.casefold())
+        words = {
+            "description": character.description,
+            "look": character.look,
+            "prompt_words": ", ".join(character.anchors),
+        }
+        if row is None:
+            character_create(brief=brief, name=character.name, **words)
+        elif was.get(character.name.casefold()) != character:
+            character_update(character=row, **words)
+    for i, new in enumerate(after.scenes):
+        old = before.scenes[i] if i < len(before.scenes) else None
+        if old == new:
+            continue
+        changed = _scene_values(old, new, i + 1)
+        if old is None:
+            scene_create(brief=brief, **changed)
+        else:
+            scene_update(scene=scenes[i], **changed)
+    return outline_changes(before, after)

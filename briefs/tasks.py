@@ -18,6 +18,7 @@ def purge_deleted_scenes() -> None:
 
 @shared_task(name="briefs.expand_outline", acks_late=True, ignore_result=True)
 def expand_outline(request_id: int) -> None:
+    """Run one outline request: an expansion of the idea, or a refine from a note (its `kind`)."""
     expander = expander_from_config(
         settings.OUTLINE_BASE_URL, settings.OUTLINE_API_KEY, settings.OUTLINE_MODEL, settings.OUTLINE_TIMEOUT
     )

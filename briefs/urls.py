@@ -1,6 +1,6 @@
 from django.urls import path
 
-from briefs import board_views, list_views, views
+from briefs import board_views, list_views, outline_views, views
 
 app_name = "briefs"
 
@@ -16,8 +16,9 @@ urlpatterns = [
         list_views.invitation_decline,
         name="invitation-decline",
     ),
-    path("briefs/<uuid:brief_uuid>/outline/", views.outline_retry, name="outline-retry"),
-    path("outlines/<uuid:request_uuid>/", views.outline_status, name="outline-status"),
+    path("briefs/<uuid:brief_uuid>/outline/", outline_views.outline_retry, name="outline-retry"),
+    path("briefs/<uuid:brief_uuid>/refine/", outline_views.outline_refine, name="outline-refine"),
+    path("outlines/<uuid:request_uuid>/", outline_views.outline_status, name="outline-status"),
     path("briefs/<uuid:brief_uuid>/", views.brief_detail, name="detail"),
     path("briefs/<uuid:brief_uuid>/scenes/", views.scene_create, name="scene-create"),
     path("briefs/<uuid:brief_uuid>/render/", views.brief_render, name="render"),

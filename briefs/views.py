@@ -2,7 +2,6 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import User
 from django.core.files.storage import storages
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -13,7 +12,8 @@ from django.views.decorators.http import require_GET, require_POST
 from briefs import services
 from briefs.board import progress_of, scene_cards
 from briefs.forms import BriefForm, CharacterForm, SceneForm
-from briefs.models import Brief, Character, OutlineRequest, Scene
+from briefs.models import Brief, Character, OutlineKind, Scene
+from briefs.outline_views import refine_context
 from briefs.presenters import scene_fields_json, scene_payload, scene_values
 from briefs.selectors import briefs_visible_to, scenes_visible_to
 from generation import services as render_services
@@ -27,33 +27,6 @@ from telemetry.selectors import brief_runs, brief_spend
 
 def _wants_json(request: HttpRequest) -> bool:
     return request.headers.get("Accept", "").startswith("application/json")
-
-
-@login_required
-@require_POST
-def outline_retry(request: HttpRequest, brief_uuid: str) -> HttpResponse:
-    brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
-    assert isinstance(request.user, User)
-    try:
-        services.outline_request_start(brief=brief, user=request.user)
-    except services.OutlineRefused as exc:
-        messages.error(request, str(exc))
-    return redirect("briefs:detail", brief_uuid=brief.uuid)
-
-
-@login_required
-def outline_status(request: HttpRequest, request_uuid: str) -> JsonResponse:
-    outline = get_object_or_404(
-        OutlineRequest.objects.filter(brief__in=briefs_visible_to(request.user)), uuid=request_uuid
-    )
-    return JsonResponse(
-        {
-            "state": outline.state,
-            "label": outline.get_state_display(),
-            "expander": outline.expander,
-            "error": outline.error,
-        }
-    )
 
 
 def _editor(
@@ -76,9 +49,11 @@ def _editor(
             for character in brief.characters.all()
         ],
         "new_character_form": new_character_form or CharacterForm(prefix="newc", brief=brief),
-        "outline": brief.outline_requests.first(),
+        # The idea's expansion; refines have their own box (templates/briefs/_refine.html).
+        "outline": brief.outline_requests.filter(kind=OutlineKind.EXPAND).first(),
         "cards": cards,
         "progress": progress_of(cards),
+        **refine_context(request, brief),
         "runs": brief_runs(brief),
         "spend": brief_spend(brief),
     }

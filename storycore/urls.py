@@ -3,7 +3,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from briefs.api import BriefDetailApi, BriefListCreateApi, SceneCreateApi
+from briefs.api import (
+    BriefDetailApi,
+    BriefListCreateApi,
+    BriefRefineApi,
+    OutlineRequestDetailApi,
+    SceneCreateApi,
+)
 from generation.api import (
     ArtifactDownloadApi,
     BackendDrainApi,
@@ -31,6 +37,8 @@ api_v1 = [
     path("briefs/", BriefListCreateApi.as_view(), name="brief-list"),
     path("briefs/<uuid:brief_uuid>/", BriefDetailApi.as_view(), name="brief-detail"),
     path("briefs/<uuid:brief_uuid>/scenes/", SceneCreateApi.as_view(), name="brief-scenes"),
+    path("briefs/<uuid:brief_uuid>/refine/", BriefRefineApi.as_view(), name="brief-refine"),
+    path("outlines/<uuid:request_uuid>/", OutlineRequestDetailApi.as_view(), name="outline-detail"),
     path("briefs/<uuid:brief_uuid>/renders/", BriefRenderApi.as_view(), name="brief-render"),
     path("briefs/<uuid:brief_uuid>/jobs/", BriefJobsApi.as_view(), name="brief-jobs"),
     path("scenes/<uuid:scene_uuid>/renders/", SceneRenderApi.as_view(), name="scene-render"),

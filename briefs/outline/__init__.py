@@ -2,11 +2,12 @@
 
 Pure core (no Django): the outline and its schema (`model`), the built-in deterministic expander
 (`reading`, `builtin`) and the expander that asks a model behind an OpenAI-compatible endpoint
-(`llm`). `expander_from_config` picks one from settings; every expander has a `name` that says
+(`llm`), and what a refine changed, in words (`changes`). `expander_from_config` picks one from settings; every expander has a `name` that says
 which did the work.
 """
 
-from briefs.outline.builtin import BUILTIN_NAME, BuiltinExpander, expand_idea, refine_outline
+from briefs.outline.builtin import BUILTIN_NAME, BuiltinExpander, expand_idea, refine_outline, scene_named_in
+from briefs.outline.changes import outline_changes
 from briefs.outline.llm import LlmExpander, expander_from_config
 from briefs.outline.model import (
     ASPECTS,
@@ -51,7 +52,9 @@ __all__ = [
     "Style",
     "expand_idea",
     "expander_from_config",
+    "outline_changes",
     "outline_from_json",
     "outline_to_json",
     "refine_outline",
+    "scene_named_in",
 ]

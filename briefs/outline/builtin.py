@@ -33,7 +33,7 @@ from briefs.outline.model import (
     Style,
     checked,
 )
-from briefs.outline.reading import CastMember, Clause, Reading, clip, read_idea
+from briefs.outline.reading import CastMember, Clause, Reading, clip, normalise, read_idea
 
 BUILTIN_NAME = "built-in"
 
@@ -382,7 +382,8 @@ def check_idea(idea: str) -> str:
             OutlineErrorCode.INVALID_INPUT,
             f"The idea is {len(idea)} characters long; at most {IDEA_MAX_CHARS}. Shorten it to the story's core.",
         )
-    if not any(ch.isalnum() for ch in idea):
+    # Read as the expander reads it: a list marker alone ("1)") is no words either.
+    if not any(ch.isalnum() for ch in normalise(idea)):
         raise OutlineError(
             OutlineErrorCode.INVALID_INPUT, "The idea has no words in it: write what the story is about."
         )
@@ -875,14 +876,54 @@ DIRECTIVES: tuple[tuple[str, str, str], ...] = (
     ("transition", "fade", r"fade(?: out)?"),
     ("transition", "dissolve", r"dissolve"),
     ("transition", "cut", r"hard cut|cut"),
+    ("mood", "tense", r"tense|tension|suspense(?:ful)?|nervous|anxious"),
+    ("mood", "calm", r"calm(?:er)?|peaceful|serene|gentle|gentler"),
+    ("mood", "melancholic", r"sad(?:der)?|melanchol(?:y|ic)|somb(?:er|re)|mournful|wistful"),
+    ("mood", "joyful", r"happ(?:y|ier)|joyful|cheerful|upbeat|playful"),
+    ("mood", "eerie", r"eerie|creepy|spooky|ominous|sinister|unsettling"),
+    ("mood", "romantic", r"romantic|tender|intimate"),
+    ("mood", "hopeful", r"hopeful|uplifting|optimistic"),
+    ("mood", "mysterious", r"mysterious|mystery|enigmatic"),
+    ("mood", "epic", r"epic|heroic|triumphant"),
+    ("mood", "dreamy", r"dreamy|dreamlike|surreal"),
+)
+_DIRECTIVE_RES = tuple(
+    (category, value, re.compile(rf"(?<![\w-])(?:{pattern})(?![\w-])", re.IGNORECASE))
+    for category, value, pattern in DIRECTIVES
+)
+# "make it 5 seconds", "a 12-second shot", "8 s".
+_SECONDS_IN_NOTE = re.compile(
+    r"(?<![\w.])(\d+(?:\.\d+)?)\s*-?\s*(?:s|secs?|seconds?)(?![\w-])", re.IGNORECASE
 )
 UNDERSTOOD = (
     "night, day, dawn, morning, golden hour, dusk; close-up, extreme close-up, medium close-up, medium, wide, "
-    "establishing, aerial, over-the-shoulder, point-of-view, two-shot, insert; slower, faster; darker, brighter; "
-    "rain, storm, snow, fog, overcast, clear; handheld, static, dolly in, dolly out, tracking, orbit, crane, pan, "
-    "zoom; fade, dissolve, cut"
+    "establishing, aerial, over-the-shoulder, point-of-view, two-shot, insert; slower, faster, shorter, longer, "
+    "'5 seconds'; darker, brighter; rain, storm, snow, fog, overcast, clear; handheld, static, dolly in, dolly out, "
+    "tracking, orbit, crane, pan, zoom; fade, dissolve, cut; tense, calm, sad, joyful, eerie, romantic, hopeful, "
+    "mysterious, epic, dreamy; 'scene 3'"
 )
 _SCENE_IN_NOTE = re.compile(r"\bscene\s+(\d+)\b", re.IGNORECASE)
+# Where one part of a note ends and the next begins; each part is understood, or kept, as a whole.
+_NOTE_PARTS = re.compile(r"[,;.!?\n]+|\s+(?:and|but|then|also|plus)\s+", re.IGNORECASE)
+# Words that ask for nothing on their own ("make it a night shot"): a part made only of these and
+# of understood directives has nothing left to keep.
+NOTE_FILLER = frozenset(
+    """a an the it its it's this that these those make made turn set use go keep give try let
+    shot shots scene scenes frame one bit little lot much very really more less too quite rather
+    to be is are was should could would please now instead same way so of for on in into at as
+    with all every each whole outline film movie story feel feels look looks lighting light mood
+    camera time move lens no not than there here them everything whole""".split()
+)
+
+
+@dataclass(frozen=True)
+class NoteReading:
+    """What a note asks for, by category; the scene it names ("scene 3" is index 2), if any; and the
+    parts of it that the built-in expander does not understand, in the writer's own words."""
+
+    asked: dict[str, str]
+    scene: int | None
+    kept: tuple[str, ...]
 
 
 def scene_named_in(note: str) -> int | None:
@@ -891,8 +932,7 @@ def scene_named_in(note: str) -> int | None:
     return int(named.group(1)) - 1 if named else None
 
 
-def read_note(note: str) -> tuple[dict[str, str], int | None]:
-    """What a note asks for, by category, and the scene it names ("scene 3" is index 2), if any."""
+def check_note(note: str) -> str:
     if not isinstance(note, str) or not note.strip():
         raise OutlineError(OutlineErrorCode.INVALID_INPUT, "The note is empty: say what to change.")
     if len(note) > NOTE_MAX_CHARS:
@@ -900,27 +940,78 @@ def read_note(note: str) -> tuple[dict[str, str], int | None]:
             OutlineErrorCode.INVALID_INPUT,
             f"The note is {len(note)} characters long; at most {NOTE_MAX_CHARS}.",
         )
-    text = _SCENE_IN_NOTE.sub(" ", note.casefold())
+    return note
+
+
+def _blank(text: str, start: int, end: int) -> str:
+    return text[:start] + " " * (end - start) + text[end:]
+
+
+def read_note(note: str) -> NoteReading:
+    """Read a note: the directives it gives, the scene it names, and what is left that it does not
+    understand (kept, so that nothing the writer wrote is dropped)."""
+    check_note(note)
+    unscened = _SCENE_IN_NOTE.sub(lambda m: " " * len(m.group(0)), note)
+    blanked = unscened
     asked: dict[str, list[str]] = {}
-    for category, value, pattern in DIRECTIVES:
-        regex = re.compile(rf"(?<![\w-])(?:{pattern})(?![\w-])")
-        if regex.search(text):
+    for match in _SECONDS_IN_NOTE.finditer(blanked):
+        seconds = round(float(match.group(1)))
+        if not MIN_SCENE_SECONDS <= seconds <= MAX_SCENE_SECONDS:
+            raise OutlineError(
+                OutlineErrorCode.INVALID_INPUT,
+                f"A scene runs {MIN_SCENE_SECONDS} to {MAX_SCENE_SECONDS} seconds; the note asks for "
+                f"{match.group(1)}.",
+            )
+        asked.setdefault("seconds", [])
+        if str(seconds) not in asked["seconds"]:
+            asked["seconds"].append(str(seconds))
+        blanked = _blank(blanked, *match.span())
+    for category, value, regex in _DIRECTIVE_RES:
+        for match in list(regex.finditer(blanked)):
             asked.setdefault(category, [])
             if value not in asked[category]:
                 asked[category].append(value)
-            text = regex.sub(lambda m: " " * len(m.group(0)), text)
-    if not asked:
+            blanked = _blank(blanked, *match.span())
+    kept = _kept_parts(unscened, blanked)
+    if not asked and not kept:
         raise OutlineError(
             OutlineErrorCode.UNKNOWN_NOTE,
-            f"The built-in expander does not understand the note {clip(note, 80)!r}. It understands: {UNDERSTOOD}. "
-            "Configure a model endpoint for free-form notes.",
+            f"The note {clip(note, 80)!r} asks for nothing the built-in expander can change. It understands: "
+            f"{UNDERSTOOD}; other words are added to the scene's action.",
         )
     clashes = [f"{' and '.join(values)}" for values in asked.values() if len(values) > 1]
     if clashes:
         raise OutlineError(
             OutlineErrorCode.INVALID_INPUT, f"The note asks for both {'; '.join(clashes)}: choose one."
         )
-    return {category: values[0] for category, values in asked.items()}, scene_named_in(note)
+    if "seconds" in asked:
+        asked.pop("pace", None)  # "make it 5 seconds, shorter": the number says how much
+    return NoteReading(
+        {category: values[0] for category, values in asked.items()}, scene_named_in(note), kept
+    )
+
+
+def _kept_parts(text: str, blanked: str) -> tuple[str, ...]:
+    """The parts of `text` with a word left in `blanked` that is not filler; neighbouring parts are
+    kept together with what joined them, so "Elias and Mara argue" stays one piece."""
+    parts: list[tuple[int, int, bool]] = []
+    start = 0
+    for separator in [*_NOTE_PARTS.finditer(text), None]:
+        end = separator.start() if separator else len(text)
+        words = (w.casefold().strip("'-") for w in re.findall(r"[\w'-]+", blanked[start:end]))
+        parts.append((start, end, any(w and w not in NOTE_FILLER for w in words)))
+        start = separator.end() if separator else len(text)
+    kept: list[str] = []
+    run: tuple[int, int] | None = None
+    for start, end, keep in [*parts, (0, 0, False)]:
+        if keep:
+            run = (run[0] if run else start, end)
+        elif run is not None:
+            piece = " ".join(text[run[0] : run[1]].split()).strip(" ,;:-")
+            if piece:
+                kept.append(piece)
+            run = None
+    return tuple(kept)
 
 
 def _swap(prompt: str, old: set[str], new: str) -> str:
@@ -957,18 +1048,27 @@ def _lighting_segments(lighting: str) -> set[str]:
     }
 
 
-def refine_scene(scene: Scene, asked: dict[str, str], bible: StoryBible) -> Scene:
-    """One scene with a note's directives applied; its prompt keeps every character's anchors."""
+def refine_scene(scene: Scene, note: NoteReading, bible: StoryBible) -> Scene:
+    """One scene with a note's directives applied, and the parts of the note it does not understand
+    added to its action; its prompt keeps every character's anchors."""
     original = scene
+    asked = note.asked
     if {"time", "weather", "light"} & asked.keys():
         time = asked.get("time", scene.time_of_day)
         weather = asked.get("weather", scene.weather)
         key = asked.get("light", _key_of(scene.lighting))
-        if scene.lighting in BUILT_LIGHTING or {"time", "weather"} & asked.keys():
-            lighting = lighting_for(time, weather, key)
+        # An unknown weather (a hand-written scene's) lights like a clear sky and stays unknown.
+        if (
+            time in LIGHT_FOR_TIME
+            and (weather or "clear") in LIGHT_FOR_WEATHER
+            and (scene.lighting in BUILT_LIGHTING or {"time", "weather"} & asked.keys())
+        ):
+            lighting = lighting_for(time, weather or "clear", key)
         else:
-            # A model's own wording: keep it, and set the key in front.
+            # A writer's or a model's own wording: keep it, with the weather's light, and the key in front.
             bare = scene.lighting.removeprefix(f"{_key_of(scene.lighting)} ")
+            if "weather" in asked:
+                bare = _swap(bare, set(LIGHT_FOR_WEATHER.values()), LIGHT_FOR_WEATHER[weather])
             lighting = clip(f"{key} {bare}".strip(), 160)
         prompt = scene.prompt
         if "time" in asked:
@@ -989,7 +1089,12 @@ def refine_scene(scene: Scene, asked: dict[str, str], bible: StoryBible) -> Scen
             camera=camera,
             prompt=_swap(scene.prompt, set(CAMERA_PHRASE.values()), CAMERA_PHRASE[camera]),
         )
-    if asked.get("pace") == "slower":
+    if "mood" in asked:
+        old = {f"{scene.mood} mood"} if scene.mood else set()
+        scene = replace(scene, mood=asked["mood"], prompt=_swap(scene.prompt, old, f"{asked['mood']} mood"))
+    if "seconds" in asked:
+        scene = replace(scene, duration_seconds=int(asked["seconds"]))
+    elif asked.get("pace") == "slower":
         seconds = scene.duration_seconds
         scene = replace(
             scene, duration_seconds=min(MAX_SCENE_SECONDS, max(seconds + 1, round(seconds * 1.5)))
@@ -1003,25 +1108,37 @@ def refine_scene(scene: Scene, asked: dict[str, str], bible: StoryBible) -> Scen
         )
     if "transition" in asked:
         scene = replace(scene, transition=asked["transition"])
+    if note.kept:
+        added = " ".join(_sentence(part) for part in note.kept)
+        scene = replace(scene, action=f"{scene.action.rstrip()} {added}".strip())
+    # A swap may have taken out a segment that carried a character's anchor: put it back. An
+    # anchor the prompt never had stays out (a brief's composition adds the cast's words itself).
     prompt = scene.prompt
     for name in original.characters:
         for anchor in bible.character(name).anchors:
-            if not _contains(prompt, anchor):
+            if _contains(original.prompt, anchor) and not _contains(prompt, anchor):
                 prompt = f"{prompt}, {anchor}"
     return replace(scene, prompt=prompt)
 
 
+def _sentence(part: str) -> str:
+    part = _upper_first(part)
+    return part if part[-1] in ".!?…" else part + "."
+
+
 def refine_outline(outline: Outline, note: str, *, scene_index: int | None = None) -> Outline:
     """The outline with a note applied to one scene (`scene_index`, from 0, or "scene 3" in the note)
-    or to every scene. Understands a fixed set of directives; any other note is an `OutlineError`
-    that lists them."""
-    asked, named = read_note(note)
+    or to every scene. The directives it understands change the shot, the light, the pace …; the
+    rest of the note is added to the action of the scenes it applies to. Only the scenes it applies
+    to change; the outline may hold any number of scenes (a brief's)."""
+    reading = read_note(note)
     count = len(outline.scenes)
     if scene_index is not None and (type(scene_index) is not int or not 0 <= scene_index < count):
         raise OutlineError(
             OutlineErrorCode.INVALID_INPUT,
             f"There is no scene {scene_index!r}: the outline has scenes 0 to {count - 1}.",
         )
+    named = reading.scene
     if named is not None:
         if not 0 <= named < count:
             raise OutlineError(
@@ -1035,10 +1152,10 @@ def refine_outline(outline: Outline, note: str, *, scene_index: int | None = Non
             )
         scene_index = named
     scenes = tuple(
-        refine_scene(scene, asked, outline.bible) if scene_index is None or i == scene_index else scene
+        refine_scene(scene, reading, outline.bible) if scene_index is None or i == scene_index else scene
         for i, scene in enumerate(outline.scenes)
     )
-    return checked(replace(outline, scenes=scenes))
+    return replace(outline, scenes=scenes)
 
 
 class BuiltinExpander:

@@ -35,11 +35,17 @@ from openai.types.chat import (
 )
 from openai.types.chat.completion_create_params import ResponseFormat
 
-from briefs.outline.builtin import BuiltinExpander, check_idea, check_options, scene_named_in, spread_seconds
+from briefs.outline.builtin import (
+    BuiltinExpander,
+    check_idea,
+    check_note,
+    check_options,
+    scene_named_in,
+    spread_seconds,
+)
 from briefs.outline.model import (
     MAX_SCENES,
     MIN_SCENES,
-    NOTE_MAX_CHARS,
     OUTLINE_SCHEMA,
     PROMPT_MAX,
     SCENE_SCHEMA,
@@ -232,13 +238,10 @@ class LlmExpander:
         return checked(outline)
 
     def refine(self, outline: Outline, note: str, *, scene_index: int | None = None) -> Outline:
-        if not isinstance(note, str) or not note.strip():
-            raise OutlineError(OutlineErrorCode.INVALID_INPUT, "The note is empty: say what to change.")
-        if len(note) > NOTE_MAX_CHARS:
-            raise OutlineError(
-                OutlineErrorCode.INVALID_INPUT,
-                f"The note is {len(note)} characters long; at most {NOTE_MAX_CHARS}.",
-            )
+        """The outline with the note applied: to one scene (asked for alone, against the scene's
+        schema) or to the whole outline (asked for whole). The other scenes come back as they were,
+        and the outline sent may hold any number of scenes (a brief's)."""
+        note = check_note(note)
         count = len(outline.scenes)
         if scene_index is not None and (type(scene_index) is not int or not 0 <= scene_index < count):
             raise OutlineError(
@@ -285,7 +288,7 @@ class LlmExpander:
         data = self._ask(request, "outline_scene", schema, problems)
         scenes = list(outline.scenes)
         scenes[index] = scene_from_json(data)
-        return checked(replace(outline, scenes=tuple(scenes)))
+        return replace(outline, scenes=tuple(scenes))
 
     # --- one validated answer, with one repair round ---------------------------------------------
 

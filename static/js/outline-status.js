@@ -1,25 +1,29 @@
-// While an outline is being written from the idea, ask how it stands each second and reload the
-// page once it is done, so the story bible and the scenes appear without a click.
+// While an outline is being written from the idea, or rewritten from a note, ask how it stands each
+// second and reload the page once it is done, so the story bible and the scenes appear without a click.
 (function () {
   "use strict";
-  const box = document.querySelector("[data-testid='outline-status']");
-  if (!box || !["queued", "running"].includes(box.dataset.state)) return;
-  const label = box.querySelector("[data-role='outline-label']");
-  async function ask() {
-    try {
-      const response = await fetch(box.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-      if (response.ok) {
-        const status = await response.json();
-        if (status.state !== box.dataset.state && !["queued", "running"].includes(status.state)) {
-          location.reload();
-          return;
+  const boxes = document.querySelectorAll("[data-testid='outline-status'], [data-testid='refine-status']");
+  boxes.forEach(function (box) {
+    if (!["queued", "running"].includes(box.dataset.state)) return;
+    const label = box.querySelector("[data-role='outline-label']");
+    async function ask() {
+      try {
+        const response = await fetch(box.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+        if (response.ok) {
+          const status = await response.json();
+          if (status.state !== box.dataset.state && !["queued", "running"].includes(status.state)) {
+            // Edits still on their way are saved first, so the reload loses none of them.
+            if (window.StoryCore) await window.StoryCore.flushAll();
+            location.reload();
+            return;
+          }
+          if (label) label.textContent = status.label;
         }
-        if (label) label.textContent = status.label;
+      } catch (error) {
+        // The server is restarting or the network blinked: ask again.
       }
-    } catch (error) {
-      // The server is restarting or the network blinked: ask again.
+      setTimeout(ask, 1000);
     }
     setTimeout(ask, 1000);
-  }
-  setTimeout(ask, 1000);
+  });
 })();

@@ -215,6 +215,7 @@ ROWS = [
     Row("briefs:invitation-accept", "POST", (LOGIN, 404, 404, PAGE, 404)),
     Row("briefs:invitation-decline", "POST", (LOGIN, 404, 404, PAGE, 404)),
     Row("briefs:outline-status", "GET", SEEN),
+    Row("briefs:outline-refine", "POST", (LOGIN, 303, 404, 404, 303), data={"note": "night"}),
     Row("briefs:scene-render", "POST", CHANGED),
     Row("briefs:job-cancel", "POST", CHANGED),
     Row("briefs:artifact", "GET", SEEN),
@@ -230,6 +231,8 @@ ROWS = [
     Row("api:brief-detail", "GET", API_SEEN, api=True),
     Row("api:brief-scenes", "POST", (401, 201, 404, 404, 201), data={"title": "P", "prompt": "p"}, api=True),
     Row("api:brief-render", "POST", (401, 202, 404, 404, 202), data={}, api=True),
+    Row("api:brief-refine", "POST", (401, 202, 404, 404, 202), data={"note": "night"}, api=True),
+    Row("api:outline-detail", "GET", API_SEEN, api=True),
     Row("api:brief-jobs", "GET", API_SEEN, api=True),
     Row("api:scene-render", "POST", (401, 202, 404, 404, 202), data={}, api=True),
     # Only staff may loosen a queue policy past its preset (a week's wait, ten retries).

@@ -97,6 +97,10 @@ def test_the_editor_starts_from_an_idea_and_says_which_expander_wrote_it(staff_u
         "label": "Waiting for a worker",
         "expander": "",
         "error": "",
+        "kind": "expand",
+        "scene": None,
+        "note": "",
+        "summary": [],
     }
 
     services.outline_run(request_id=request.pk, expander=BuiltinExpander())

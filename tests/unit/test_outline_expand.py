@@ -26,6 +26,7 @@ from briefs.outline.reading import (
     TIME_CUES,
     TITLES,
     WEATHER_CUES,
+    normalise,
     read_idea,
 )
 
@@ -43,7 +44,8 @@ ORDINARY = (
     | set(GENRE_CUES)
 )
 
-ideas = st.text(min_size=1, max_size=600).filter(lambda text: any(ch.isalnum() for ch in text))
+# Words as the expander reads them: a list marker alone ("0)") is none.
+ideas = st.text(min_size=1, max_size=600).filter(lambda text: any(ch.isalnum() for ch in normalise(text)))
 names = st.from_regex(r"[A-Z][a-z]{3,9}", fullmatch=True).filter(lambda name: name.casefold() not in ORDINARY)
 roles = st.sampled_from(
     ["lighthouse keeper", "retired detective", "young pilot", "baker", "old sailor", "robot"]
@@ -200,6 +202,7 @@ def test_a_tall_frame_gets_no_wide_landscapes():
         ("", {}, "The idea is empty"),
         ("   \n\t", {}, "The idea is empty"),
         ("?! … —", {}, "The idea has no words in it"),
+        ("0)\x1b", {}, "The idea has no words in it"),
         ("word " * (IDEA_MAX_CHARS // 4), {}, f"at most {IDEA_MAX_CHARS}"),
         ("A fox.", {"scenes": 4}, "The number of scenes must be 5 to 8, not 4"),
         ("A fox.", {"scenes": True}, "The number of scenes must be 5 to 8"),
