@@ -2,6 +2,7 @@
 bible, reordering, duplicate and delete with undo, and the rules that keep every edit."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from playwright.sync_api import expect
@@ -191,7 +192,9 @@ def test_three_quick_clicks_on_render_make_one_job_and_a_second_render_asks(stud
     assert RenderJob.objects.filter(scene=scene).count() == 1
     # A render that waits for a backend that is away stays queued: Render again asks, in the page.
     away = backend_register_preview(url="http://127.0.0.1:9", name="Away")
-    waiting = render_services.render_job_submit(scene=scene, user=studio["user"], backend=away)
+    waiting = _off_the_page_thread(
+        render_services.render_job_submit, scene=scene, user=studio["user"], backend=away
+    )
     page.reload()  # this process's events stay in memory; the page reads the queued render anew
     card = _board(page).nth(0)
     expect(card.get_by_test_id("state")).to_have_text("Queued")
@@ -348,6 +351,13 @@ def test_previews_arrive_before_the_final_frame_and_the_viewer_walks_the_board(s
     shot("viewer")
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
+
+
+def _off_the_page_thread(call, **kwargs):
+    """Run a service as another process would: Playwright holds this thread's event loop, which the
+    service's live-event publishing may not share."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call, **kwargs).result(timeout=30)
 
 
 def _stored_titles(brief) -> list[str]:
