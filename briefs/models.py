@@ -285,6 +285,15 @@ class Scene(models.Model):
     # {parameter: value} for the scene's template, only the values set: the rest follow the
     # template's defaults. Checked by briefs.services.scene_params_checked.
     params = models.JSONField(default=dict, blank=True)
+    # The director's pick among the scene's takes (its successful renders): what deliverables use.
+    final = models.ForeignKey(
+        "generation.RenderJob",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The take picked as this scene's final; empty: none picked yet.",
+    )
     # Bumped on every edit so that a take can name the exact scene text it rendered.
     version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

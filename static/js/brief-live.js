@@ -3,7 +3,7 @@
 // A gap seen here anyway, or a drop, means reconnecting. Previews are not numbered: each is only
 // the newest picture of a render in progress, and a lost one costs nothing.
 // What arrives is handed on as DOM events ("storycore:job", "storycore:preview",
-// "storycore:scene") for the board to draw.
+// "storycore:scene", and "storycore:<type>" for any other numbered event) for the page to draw.
 (function () {
   "use strict";
   const root = document.getElementById("scenes");
@@ -34,6 +34,7 @@
       lastSeq = message.seq;
       if (message.type === "job.updated") emit("job", message.data);
       else if (message.type === "scene.changed") emit("scene", message.data);
+      else emit(message.type, message.data);  // e.g. "storycore:deliverable.updated"
     };
     socket.onclose = (event) => {
       status.dataset.state = "off";
