@@ -87,14 +87,35 @@ def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().strip(",").strip()
 
 
+def _terms(text: str) -> list[str]:
+    """A piece's comma-separated terms; commas inside parentheses (a character's details) stay."""
+    terms, depth, start = [], 0, 0
+    for at, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0:
+            terms.append(text[start:at])
+            start = at + 1
+    terms.append(text[start:])
+    return [term for term in (_clean(t) for t in terms) if term]
+
+
 def _unique(pieces: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pieces with every term said once, where it is first said: a scene prompt that already
+    names its framing or the brief's style does not get them twice."""
     seen: set[str] = set()
     kept = []
     for source, text in pieces:
-        text = _clean(text)
-        if text and text.lower() not in seen:
-            seen.add(text.lower())
-            kept.append((source, text))
+        fresh = []
+        # A character is one term, whatever their name holds: they are never cut in two.
+        for term in [_clean(text)] if source == "character" else _terms(_clean(text)):
+            if term.lower() not in seen:
+                seen.add(term.lower())
+                fresh.append(term)
+        if fresh and fresh != [""]:
+            kept.append((source, ", ".join(fresh)))
     return kept
 
 

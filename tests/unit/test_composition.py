@@ -18,10 +18,10 @@ from briefs.composition import (
 
 # Words as writers type them: letters, digits and the punctuation prompts use, never only spaces.
 words = st.text(
-    alphabet=st.characters(whitelist_categories=("L", "N"), whitelist_characters=" -'.:"),
+    alphabet=st.characters(whitelist_categories=("L", "N"), whitelist_characters=" -'.:,"),
     min_size=1,
     max_size=40,
-).filter(lambda text: text.strip(" -'.:"))
+).filter(lambda text: text.strip(" -'.:,"))
 maybe = st.one_of(st.just(""), words)
 characters = st.lists(
     st.builds(CharacterSpec, name=words, description=maybe, look=maybe, prompt_words=maybe),
@@ -67,16 +67,19 @@ def test_no_enhancer_and_no_part_of_the_bible_is_lost(prompt, negative, cast, sh
     )
     composed = _norm(result.prompt)
     for given_text in (prompt, shot.lens, shot.lighting, shot.mood, style.notes, style.palette, setting):
-        if given_text.strip(" ,"):
-            assert _norm(given_text.strip(" ,")) in composed
+        # Each term is said, once, where it is first given: a term two pieces share is not lost.
+        for term in given_text.split(","):
+            if term.strip(" ,"):
+                assert _norm(term.strip(" ,")) in composed
     if shot.shot_type:
         assert SHOT_PHRASES[shot.shot_type] in composed
     if shot.camera_move:
         assert CAMERA_PHRASES[shot.camera_move] in composed
     negatives = _norm(result.negative_prompt)
     for given_text in (negative, style.negative_terms):
-        if given_text.strip(" ,"):
-            assert _norm(given_text.strip(" ,")) in negatives
+        for term in given_text.split(","):
+            if term.strip(" ,"):
+                assert _norm(term.strip(" ,")) in negatives
 
 
 @settings(max_examples=200, deadline=None)
@@ -125,6 +128,18 @@ def test_a_shot_reads_framing_first_and_style_last():
 def test_a_piece_said_twice_is_said_once():
     composed = compose(prompt="golden hour", shot=ShotSpec(lighting="Golden hour"))
     assert composed.prompt == "golden hour"
+
+
+def test_a_term_the_scene_prompt_already_says_is_not_said_again():
+    composed = compose(
+        prompt="full shot, Mara on the beach, cinematic film still",
+        characters=[CharacterSpec(name="Mara", look="red coat, grey scarf")],
+        shot=ShotSpec(shot_type="full"),
+        style=StyleSpec(notes="cinematic film still, 35mm grain"),
+    )
+    assert composed.prompt == (
+        "full shot, Mara on the beach, cinematic film still, Mara (red coat, grey scarf), 35mm grain"
+    )
 
 
 def test_a_character_with_no_details_is_named_alone():
