@@ -664,6 +664,7 @@
   });
   document.addEventListener("storycore:scene", (event) => {
     const change = event.detail;
+    if (change.action === "final") return;  // the card's take strip follows it (takes.js)
     if (change.action !== "updated") { refreshBoardSoon(); return; }
     const card = cardOf(change.scene);
     if (!card || Number(card.dataset.version) >= change.version) return;
