@@ -13,6 +13,7 @@ from briefs.selectors import composed_for
 from generation.events import job_payload
 from generation.models import RenderJob
 from generation.selectors import latest_frame_per_scene, latest_job_per_scene
+from generation.takes import Take, takes_per_scene
 
 # The scene form in three groups, in the order a writer fills them in; fields not named here
 # (a template's own parameters) go to the last group.
@@ -31,6 +32,7 @@ class Card:
     job: RenderJob | None
     live: dict[str, Any] | None
     frame_url: str | None
+    takes: list[Take] = field(default_factory=list)
     groups: list[tuple[str, list[forms.BoundField]]] = field(default_factory=list)
 
 
@@ -53,6 +55,7 @@ def scene_cards(
     newest frame: a scene whose new render failed still shows the frame it had."""
     latest = latest_job_per_scene(brief)
     frames = latest_frame_per_scene(brief)
+    takes = takes_per_scene(brief, only=only)
     scenes = brief.scenes.order_by("position").prefetch_related("characters").select_related("brief")
     if only is not None:
         scenes = scenes.filter(pk=only.pk)
@@ -72,6 +75,7 @@ def scene_cards(
             job=job,
             live=job_payload(job) if job else None,
             frame_url=reverse("briefs:artifact", args=[artifact]) if artifact else None,
+            takes=takes.get(scene.pk, []),
         )
         card.groups = grouped_fields(form)
         cards.append(card)

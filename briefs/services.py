@@ -47,7 +47,7 @@ from generation.workflow_parameters import check_values, parameters_from_json
 
 if TYPE_CHECKING:
     # A brief names the template it renders with; the type alone, so briefs imports no generation.
-    from generation.models import WorkflowTemplate
+    from generation.models import RenderJob, WorkflowTemplate
 
 # The story bible's own fields: a change to any of them (or to a character) is a new bible version.
 BIBLE_FIELDS = ("style", "palette", "negative_style", "setting")
@@ -515,6 +515,27 @@ def scene_update(
     if scene is not stored:
         scene.refresh_from_db()  # callers holding their copy see what was saved
     return stored
+
+
+# generation.models.JobState.SUCCEEDED, spelled out: briefs imports nothing of generation.
+_TAKE_STATE = "succeeded"
+
+
+def scene_pick_final(*, scene: Scene, job: RenderJob | None) -> Scene:
+    """Make `job` the scene's final, or clear the final with None.
+
+    Only a take of this scene may be its final: a render of this scene that succeeded.
+    """
+    if job is not None:
+        if job.scene_id != scene.pk:
+            raise SceneRefused("That take is not a render of this scene; pick one of its own takes.")
+        if job.state != _TAKE_STATE:
+            raise SceneRefused(f"Only a finished render can be the final; that one is {job.state}.")
+    changed = Scene.objects.filter(pk=scene.pk).update(final=job, updated_at=timezone.now())
+    if changed != 1:
+        raise SceneRefused("This scene has been deleted; restore it before picking its final.")
+    scene.final = job
+    return scene
 
 
 def _scene_order(brief_id: int) -> list[dict[str, Any]]:

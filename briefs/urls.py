@@ -1,6 +1,6 @@
 from django.urls import path
 
-from briefs import board_views, list_views, outline_views, views
+from briefs import board_views, list_views, outline_views, take_views, views
 
 app_name = "briefs"
 
@@ -35,6 +35,12 @@ urlpatterns = [
     path("briefs/<uuid:brief_uuid>/runs/", board_views.runs, name="runs"),
     path("briefs/<uuid:brief_uuid>/save/", board_views.brief_save, name="brief-save"),
     path("characters/<uuid:character_uuid>/", board_views.character_save, name="character-save"),
+    path("scenes/<uuid:scene_uuid>/final/", take_views.scene_final, name="scene-final"),
+    path("takes/<uuid:take_uuid>/again/", take_views.take_again, name="take-again"),
+    path("takes/<uuid:take_uuid>/restore/", take_views.take_restore, name="take-restore"),
+    path("briefs/<uuid:brief_uuid>/compare/", take_views.takes_compare, name="takes-compare"),
+    path("briefs/<uuid:brief_uuid>/review/", take_views.brief_review, name="review"),
+    path("briefs/<uuid:brief_uuid>/eta/", take_views.brief_eta_view, name="eta"),
     path("jobs/<uuid:job_uuid>/cancel/", views.job_cancel, name="job-cancel"),
     path("artifacts/<uuid:artifact_uuid>/", views.artifact_file, name="artifact"),
     path("scenes/<uuid:scene_uuid>/input-image/", views.scene_input_image, name="scene-input-image"),

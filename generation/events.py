@@ -158,11 +158,12 @@ async def publish_preview(target: PreviewTarget, image_url: str) -> None:
     _sender().put(group, (envelope,), ephemeral=True)
 
 
-SCENE_ACTIONS = ("updated", "moved", "duplicated", "deleted", "restored")
+SCENE_ACTIONS = ("updated", "moved", "duplicated", "deleted", "restored", "final")
 
 
 def publish_scene_changed(*, brief: Brief, scene_uuid: object, action: str, version: int) -> None:
-    """Tell the brief's other windows that a scene was edited, moved, duplicated, deleted or restored.
+    """Tell the brief's other windows that a scene was edited, moved, duplicated, deleted, restored or
+    had its final picked.
 
     Call it inside the transaction that made the change: its number is taken with the brief's row
     lock, so events of one brief are numbered in the order their changes commit.

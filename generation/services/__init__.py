@@ -39,6 +39,7 @@ from generation.services.jobs import (
     scene_render_params,
     scene_template,
 )
+from generation.services.takes import TakeRefused, take_render_again, take_restore
 from generation.services.templates import (
     TEMPLATE_LABEL_FIELDS,
     workflow_template_import,
@@ -56,6 +57,7 @@ __all__ = [
     "RenderAlreadyOpen",
     "RenderRefused",
     "RenderScenesOpen",
+    "TakeRefused",
     "backend_check_health",
     "backend_object_info",
     "backend_record_health",
@@ -76,6 +78,8 @@ __all__ = [
     "scene_delete_with_renders",
     "scene_render_params",
     "scene_template",
+    "take_render_again",
+    "take_restore",
     "workflow_check_on_backend",
     "workflow_template_import",
     "workflow_template_update",

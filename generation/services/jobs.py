@@ -130,12 +130,33 @@ def scene_template_inputs(scene: Scene, template: WorkflowTemplate, *, own: bool
     return values_to_send(parameters, kept)
 
 
-def scene_render_params(scene: Scene, template: WorkflowTemplate, *, own: bool = True) -> dict[str, Any]:
+# The scene's own words and shot, kept on each job so that a take can put them back ("restore").
+SNAPSHOT_FIELDS = (
+    "title",
+    "action",
+    "prompt",
+    "negative_prompt",
+    *brief_services.SHOT_FIELDS,
+    "duration_s",
+    "transition",
+)
+
+
+def scene_snapshot(scene: Scene) -> dict[str, Any]:
+    values = {name: getattr(scene, name) for name in SNAPSHOT_FIELDS}
+    values["duration_s"] = str(values["duration_s"])
+    return values
+
+
+def scene_render_params(
+    scene: Scene, template: WorkflowTemplate, *, own: bool = True, seed: int | None = None
+) -> dict[str, Any]:
     """The scene's values as they go into the workflow, snapshotted on the job.
 
     Input images are recorded by stored name and sha256, so a take can say
     exactly what it started from; the template decides which it needs. `inputs`
     holds every template parameter's value, sent through the template's bindings.
+    `seed` renders with that seed whatever the scene says (a take rendered again).
     """
     inputs = scene_template_inputs(scene, template, own=own)
     composed = composed_for(scene)
@@ -157,10 +178,15 @@ def scene_render_params(scene: Scene, template: WorkflowTemplate, *, own: bool =
         "prompt": composed.prompt,
         "negative_prompt": composed.negative_prompt or None,
         "bible_version": scene.brief.bible_version,
-        "seed": scene.seed if scene.seed is not None else random.randrange(MAX_SEED),
+        "seed": seed
+        if seed is not None
+        else scene.seed
+        if scene.seed is not None
+        else random.randrange(MAX_SEED),
         "label": f"{scene.position}. {scene.title}",
         "images": images,
         "inputs": inputs,
+        "scene_fields": scene_snapshot(scene),
     }
 
 
@@ -182,6 +208,7 @@ def _new_job(
     policy: dict[str, Any],
     user: User | None,
     own: bool,
+    seed: int | None = None,
 ) -> RenderJob:
     """A checked, unsaved job for one scene; `own`: whether `template` is the scene's own."""
     if not scene.prompt.strip():
@@ -194,7 +221,7 @@ def _new_job(
         template_version=template.version,
         template_sha256=template.content_sha256,
         scene_version=scene.version,
-        params=scene_render_params(scene, template, own=own),
+        params=scene_render_params(scene, template, own=own, seed=seed),
         requested_backend=backend,
         priority=priority,
         policy=policy,
@@ -283,12 +310,15 @@ def render_job_submit(
     preset: QueuePolicy | None = None,
     policy_overrides: dict[str, Any] | None = None,
     again: bool = False,
+    seed: int | None = None,
 ) -> RenderJob:
     """Queue a render of the scene as it is stored now.
 
     While the same version is still queued or running, RenderAlreadyOpen asks first; `again`
-    renders it anyway (a second take with another seed, say).
+    renders it anyway (a second take with another seed, say). `seed` overrides the scene's.
     """
+    if seed is not None and not 0 <= seed < MAX_SEED:
+        raise RenderRefused(f"A seed is a whole number from 0 to {MAX_SEED - 1}, not {seed}.")
     _require_a_backend(backend)
     (scene,) = _locked([scene])
     own = template is None
@@ -310,6 +340,7 @@ def render_job_submit(
         policy=policy_in_force(preset=preset, overrides=policy_overrides, bounded=_policy_bounded_for(user)),
         user=_user_or_none(user),
         own=own,
+        seed=seed,
     )
     return _save_new_jobs([job])[0]
 

@@ -662,11 +662,16 @@
     if (!card || TERMINAL.has(card.dataset.state) || card.dataset.job !== event.detail.job) return;
     setFrame(card, event.detail.image, true);
   });
-  document.addEventListener("storycore:scene", (event) => {
+  document.addEventListener("storycore:scene", async (event) => {
     const change = event.detail;
+    if (change.action === "final") return;  // the card's take strip follows it (takes.js)
     if (change.action !== "updated") { refreshBoardSoon(); return; }
     const card = cardOf(change.scene);
-    if (!card || Number(card.dataset.version) >= change.version) return;
+    if (!card) return;
+    // Our own save's event may come before its answer: let the answer land first.
+    const saver = sceneSavers.get(card);
+    if (saver && saver.inflight) await saver.inflight;
+    if (!card.isConnected || Number(card.dataset.version) >= change.version) return;
     if (sceneSavers.get(card).dirty) {
       notice(role(card, "notice"), "This scene was just saved elsewhere; your next save shows both versions.", "warn");
       return;

@@ -123,6 +123,7 @@ def world(db, template, backend) -> World:
         )
         services.job_transition(job.pk, from_states={JobState.QUEUED}, to_state=JobState.SUCCEEDED)
     assert runs.finish_due_runs() == 1
+    take = next(job for job in jobs if job.scene_id == scene.pk)
     queued = services.render_job_submit(scene=scene, user=member)
     invitation = team_invite(team=world.team, user=world.users["no_team"], by=member)
     world.objects = {
@@ -134,6 +135,7 @@ def world(db, template, backend) -> World:
         "request_uuid": outline.uuid,
         "invitation_uuid": invitation.uuid,
         "job_uuid": queued.uuid,
+        "take_uuid": take.uuid,
         "artifact_uuid": artifact.uuid,
         "batch_uuid": batch.uuid,
         "pk": RunReport.objects.get(batch=batch).pk,
@@ -217,6 +219,14 @@ ROWS = [
     Row("briefs:outline-status", "GET", SEEN),
     Row("briefs:outline-refine", "POST", (LOGIN, 303, 404, 404, 303), data={"note": "night"}),
     Row("briefs:scene-render", "POST", CHANGED),
+    # Takes: the deck scene's finished render is its take; another team's is unknown.
+    Row("briefs:scene-final", "POST", CHANGED, data=lambda w: {"take": str(w.objects["take_uuid"])}),
+    Row("briefs:take-again", "POST", CHANGED, data={"seed": "new"}),
+    Row("briefs:take-restore", "POST", CHANGED),
+    # Compare wants two takes or more: asked for none, the team hears why; others, nothing.
+    Row("briefs:takes-compare", "GET", (LOGIN, 400, 404, 404, 400)),
+    Row("briefs:review", "GET", SEEN),
+    Row("briefs:eta", "GET", SEEN),
     Row("briefs:job-cancel", "POST", CHANGED),
     Row("briefs:artifact", "GET", SEEN),
     Row("briefs:scene-input-image", "GET", SEEN),
