@@ -646,10 +646,21 @@
 
   let runsTimer = null;
   function refreshRunsSoon() { clearTimeout(runsTimer); runsTimer = setTimeout(refreshRuns, 400); }
+  let runsFollowUps = 0;
   async function refreshRuns() {
     try {
       const content = await fragment(root.dataset.runsUrl);
-      document.querySelector('#runs-panel [data-role="runs"]').replaceChildren(content);
+      const panel = document.querySelector('#runs-panel [data-role="runs"]');
+      panel.replaceChildren(content);
+      // A run's summary is written just after its last render ends, with no event of its own:
+      // look again a few times while one is being written.
+      if (panel.querySelector('[data-testid="run-pending"]') && runsFollowUps < 10) {
+        runsFollowUps += 1;
+        clearTimeout(runsTimer);
+        runsTimer = setTimeout(refreshRuns, 2000);
+      } else {
+        runsFollowUps = 0;
+      }
     } catch (error) {
       // The panel stays as it was; the next update tries again.
     }

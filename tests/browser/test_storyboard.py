@@ -311,6 +311,8 @@ def test_two_windows_see_each_other_and_a_stale_save_is_refused_with_both_versio
             )
         expect(window.get_by_test_id("brief-progress")).to_have_text("3 of 3 rendered")
         expect(window.get_by_test_id("run").first).to_contain_text("3 scenes")
+        # The run's summary is written after its last render; the panel follows without a reload.
+        expect(window.get_by_test_id("run-verdict").first).to_be_visible(timeout=20_000)
     shot("two-windows-one", page=one)
     shot("two-windows-two", page=two)
     for window in windows:
