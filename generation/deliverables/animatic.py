@@ -9,7 +9,7 @@ goes to black just before it and comes back just after it, and each lasts at mos
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, BinaryIO
@@ -49,7 +49,7 @@ class _Source:
         self.titles = titles
         self.caption = f"{scene.position}. {scene.title}"
         file = scene.picture
-        self.frames: Iterator[tuple[float, Image.Image]] | None = None
+        self.frames: Generator[tuple[float, Image.Image]] | None = None
         self.current: Image.Image
         self.upcoming: tuple[float, Image.Image] | None = None
         if file.is_clip:
@@ -74,9 +74,7 @@ class _Source:
 
     def close(self) -> None:
         if self.frames is not None:
-            close = getattr(self.frames, "close", None)
-            if close is not None:
-                close()
+            self.frames.close()
 
 
 def _dim(image: Image.Image, factor: float) -> Image.Image:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import av
@@ -48,7 +48,7 @@ def load_still(file: FinalFile, scene: SceneEntry, size: tuple[int, int]) -> Ima
 
 def clip_frames(
     file: FinalFile, scene: SceneEntry, size: tuple[int, int]
-) -> Iterator[tuple[float, Image.Image]]:
+) -> Generator[tuple[float, Image.Image]]:
     """(time in seconds, fitted frame) for each frame of a clip, decoded as they are asked for."""
     handle = open_checked(file, scene)
     try:
