@@ -371,3 +371,21 @@ def test_the_api_builds_lists_and_downloads(three, backend, team_users):
     other = APIClient()
     other.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=outsider).key}")
     assert other.get(row["download_url"]).status_code == 404
+
+
+def test_a_brief_of_200_scenes_is_zipped_whole_with_its_progress_in_steps(team_users, template, backend):
+    member, _ = team_users
+    brief = brief_create(
+        user=member,
+        title="Long night",
+        scenes=[{"title": f"Shot {n}", "prompt": f"frame {n}", "duration_s": "1"} for n in range(1, 201)],
+    )
+    for number, scene in enumerate(scenes_of(brief)):
+        take(scene, backend, COLOURS[number % 3])
+    before = Brief.objects.get(pk=brief.pk).event_seq
+    deliverable = build(brief, "zip")
+    assert deliverable.state == DeliverableState.SUCCEEDED, deliverable.error
+    with zipfile.ZipFile(io.BytesIO(stored(deliverable))) as archive:
+        table = json.loads(archive.read("manifest.json"))
+    assert [s["position"] for s in table["scenes"]] == list(range(1, 201))
+    assert Brief.objects.get(pk=brief.pk).event_seq - before <= 3 + 100 // services.deliverables.PROGRESS_STEP
