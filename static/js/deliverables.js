@@ -23,7 +23,18 @@
     element.hidden = !text;
   }
 
+  const ORDER = { queued: 0, running: 1, succeeded: 2, failed: 2 };
+
+  // A re-read after a resync may answer after newer events: never step a build back.
+  function isOlder(item, data) {
+    if (item.dataset.uuid !== data.uuid) return false;
+    const held = ORDER[item.dataset.state] ?? -1;
+    const bar = item.querySelector('[data-role="bar"]');
+    return ORDER[data.state] < held || (ORDER[data.state] === held && data.progress < Number(bar.value));
+  }
+
   function drawBuild(item, data) {
+    if (isOlder(item, data)) return;
     item.dataset.uuid = data.uuid;
     item.dataset.state = data.state;
     const bar = item.querySelector('[data-role="bar"]');
@@ -94,8 +105,7 @@
     const body = await response.json().catch(() => ({}));
     if (response.status === 202 && body.deliverable) {
       const item = row(body.deliverable.kind);
-      // A live event may have told us more already; never step back from it.
-      if (item.dataset.uuid !== body.deliverable.uuid) drawBuild(item, body.deliverable);
+      drawBuild(item, body.deliverable);
       return;
     }
     button.disabled = false;
