@@ -17,6 +17,7 @@ from briefs.outline_views import refine_context
 from briefs.presenters import scene_fields_json, scene_payload, scene_values
 from briefs.selectors import briefs_visible_to, scenes_visible_to
 from generation import services as render_services
+from generation.deliverable_views import deliverables_context
 from generation.downloads import artifact_response
 from generation.events import job_payload, publish_scene_changed
 from generation.models import Artifact
@@ -54,6 +55,7 @@ def _editor(
         "cards": cards,
         "progress": progress_of(cards),
         **refine_context(request, brief),
+        **deliverables_context(brief),
         "runs": brief_runs(brief),
         "spend": brief_spend(brief),
     }

@@ -18,6 +18,7 @@ from generation.models import (
     Attempt,
     Backend,
     BackendState,
+    Deliverable,
     JobEvent,
     QueuePolicy,
     RenderBatch,
@@ -328,6 +329,27 @@ class ArtifactAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Artifact._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Deliverable)
+class DeliverableAdmin(admin.ModelAdmin):
+    """Read only: deliverables are built from the editor or the API, never edited by hand."""
+
+    list_display = ["uuid", "brief", "kind", "state", "progress", "size_bytes", "created_at", "finished_at"]
+    list_filter = ["kind", "state"]
+    search_fields = ["uuid", "brief__title", "error"]
+    list_select_related = ["brief"]
+    readonly_fields = [f.name for f in Deliverable._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Deleting the row here would leave its file behind in storage.
         return False
 
 

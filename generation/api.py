@@ -13,9 +13,23 @@ from rest_framework.views import APIView
 
 from briefs.selectors import briefs_visible_to, scenes_visible_to
 from generation import services
-from generation.downloads import artifact_response
-from generation.models import Artifact, Backend, QueuePolicy, RenderJob, WorkflowTemplate
-from generation.selectors import artifacts_visible_to, backends_with_load, jobs_visible_to
+from generation.downloads import artifact_response, deliverable_response
+from generation.models import (
+    Artifact,
+    Backend,
+    Deliverable,
+    DeliverableKind,
+    DeliverableState,
+    QueuePolicy,
+    RenderJob,
+    WorkflowTemplate,
+)
+from generation.selectors import (
+    artifacts_visible_to,
+    backends_with_load,
+    deliverables_visible_to,
+    jobs_visible_to,
+)
 
 
 class PolicyOverridesSerializer(serializers.Serializer):
@@ -185,6 +199,81 @@ class ArtifactDownloadApi(APIView):
             artifacts_visible_to(request.user).select_related("job__scene"), uuid=artifact_uuid
         )
         return artifact_response(request, artifact, as_attachment=True)
+
+
+class DeliverableInputSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=DeliverableKind.choices)
+    missing = serializers.ChoiceField(
+        choices=[("stop", "stop"), ("latest", "latest")],
+        default="stop",
+        help_text="Scenes with no final picked: stop (refuse, naming them) or latest (use each one's newest take).",
+    )
+    titles = serializers.BooleanField(default=False, help_text="Burn scene titles into the animatic.")
+
+
+class DeliverableOutputSerializer(serializers.ModelSerializer):
+    brief = serializers.UUIDField(source="brief.uuid", read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Deliverable
+        fields = [
+            "uuid",
+            "brief",
+            "kind",
+            "state",
+            "progress",
+            "options",
+            "size_bytes",
+            "sha256",
+            "notes",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "download_url",
+        ]
+
+    def get_download_url(self, deliverable: Deliverable) -> str | None:
+        if deliverable.state != DeliverableState.SUCCEEDED:
+            return None
+        request = self.context.get("request")
+        path = f"/api/v1/deliverables/{deliverable.uuid}/download/"
+        return request.build_absolute_uri(path) if request else path
+
+
+class BriefDeliverablesApi(APIView):
+    """A brief's deliverables, newest first; POST builds one (202), refused (400) when the brief
+    cannot make it as it stands, 409 while one of that kind is being built."""
+
+    @extend_schema(responses={200: DeliverableOutputSerializer(many=True)})
+    def get(self, request: Request, brief_uuid: str) -> Response:
+        brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
+        rows = Deliverable.objects.filter(brief=brief).select_related("brief").order_by("-created_at", "-id")
+        return Response(DeliverableOutputSerializer(rows, many=True, context={"request": request}).data)
+
+    @extend_schema(request=DeliverableInputSerializer, responses={202: DeliverableOutputSerializer})
+    def post(self, request: Request, brief_uuid: str) -> Response:
+        brief = get_object_or_404(briefs_visible_to(request.user), uuid=brief_uuid)
+        incoming = DeliverableInputSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        deliverable = services.deliverable_request(brief=brief, user=request.user, **incoming.validated_data)
+        return Response(
+            DeliverableOutputSerializer(deliverable, context={"request": request}).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class DeliverableDownloadApi(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request: Request, deliverable_uuid: str) -> FileResponse:
+        deliverable = get_object_or_404(
+            deliverables_visible_to(request.user)
+            .filter(state=DeliverableState.SUCCEEDED)
+            .select_related("brief"),
+            uuid=deliverable_uuid,
+        )
+        return deliverable_response(request, deliverable)
 
 
 class BackendOutputSerializer(serializers.ModelSerializer):

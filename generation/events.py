@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from django.urls import reverse
 
 from briefs.models import Brief
-from generation.models import Attempt, AttemptState, JobState, RenderJob
+from generation.models import Attempt, AttemptState, Deliverable, DeliverableState, JobState, RenderJob
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,37 @@ def publish_scene_changed(*, brief: Brief, scene_uuid: object, action: str, vers
             "data": {"scene": str(scene_uuid), "action": action, "version": version},
         }
         group = brief_group(brief.uuid)
+        transaction.on_commit(lambda: _send(group, message))
+
+
+def deliverable_payload(deliverable: Deliverable) -> dict[str, Any]:
+    done = deliverable.state == DeliverableState.SUCCEEDED
+    return {
+        "uuid": str(deliverable.uuid),
+        "kind": deliverable.kind,
+        "state": deliverable.state,
+        "progress": deliverable.progress,
+        "error": deliverable.error,
+        "notes": deliverable.notes,
+        "url": reverse("deliverables:download", args=[deliverable.uuid]) if done else None,
+        "size": deliverable.size_bytes if done else None,
+    }
+
+
+def publish_deliverable_updated(deliverable: Deliverable, *, brief_uuid: object) -> None:
+    """Tell the brief's windows how a deliverable's build stands ("deliverable.updated").
+
+    Call it inside the transaction that changed the row, for the same ordering as scene events.
+    """
+    with transaction.atomic():
+        seq = _next_seq(deliverable.brief_id)
+        message = {
+            "type": "deliverable.updated",
+            "seq": seq,
+            "brief": str(brief_uuid),
+            "data": deliverable_payload(deliverable),
+        }
+        group = brief_group(brief_uuid)
         transaction.on_commit(lambda: _send(group, message))
 
 

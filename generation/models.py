@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.storage import Storage, storages
 from django.db import models
 from django.db.models import Q
 
@@ -401,3 +402,91 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_state or '-'} -> {self.to_state}"
+
+
+class DeliverableKind(models.TextChoices):
+    ZIP = "zip", "Finals (zip)"
+    CONTACT_PNG = "contact_png", "Contact sheet (PNG)"
+    CONTACT_PDF = "contact_pdf", "Contact sheet (PDF)"
+    ANIMATIC = "animatic", "Animatic (MP4)"
+    SHOTLIST = "shotlist", "Shot list (CSV)"
+
+
+class DeliverableState(models.TextChoices):
+    QUEUED = "queued", "Waiting for a worker"
+    RUNNING = "running", "Building"
+    SUCCEEDED = "succeeded", "Ready"
+    FAILED = "failed", "Failed"
+
+
+DELIVERABLE_OPEN_STATES = frozenset({DeliverableState.QUEUED, DeliverableState.RUNNING})
+
+
+def deliverables_storage() -> Storage:
+    return storages["deliverables"]
+
+
+class Deliverable(models.Model):
+    """A file made from a brief's finals (zip, contact sheet, animatic, shot list) by a Celery task.
+
+    Its file is written under a name of its own and the row says succeeded only once the file is
+    whole; the brief's previous deliverable of the same kind is removed in that same step.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    brief = models.ForeignKey("briefs.Brief", on_delete=models.CASCADE, related_name="deliverables")
+    kind = models.CharField(max_length=16, choices=DeliverableKind.choices)
+    state = models.CharField(max_length=12, choices=DeliverableState.choices, default=DeliverableState.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    # {"missing": "latest" | "stop", "titles": bool}
+    options = models.JSONField(default=dict, blank=True)
+    file_name = models.CharField(max_length=300, blank=True, help_text="Name in the deliverables storage.")
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    # What the build reported on the way (scenes with no final that used their newest take).
+    notes = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Touched with each progress step: a running build that stops touching it has lost its worker.
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=DeliverableState.values), name="deliverable_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=DeliverableKind.values), name="deliverable_kind_valid"
+            ),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="deliverable_progress_percent"),
+            models.CheckConstraint(
+                condition=~Q(state=DeliverableState.SUCCEEDED) | ~Q(file_name=""),
+                name="succeeded_deliverable_has_file",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state=DeliverableState.FAILED) | ~Q(error=""),
+                name="failed_deliverable_has_error",
+            ),
+            # One build of a kind at a time per brief.
+            models.UniqueConstraint(
+                fields=["brief", "kind"],
+                condition=Q(state__in=["queued", "running"]),
+                name="one_open_deliverable_per_kind",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["state", "updated_at"],
+                condition=Q(state__in=["queued", "running"]),
+                name="deliverable_open_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.brief_id} ({self.state})"

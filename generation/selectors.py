@@ -7,7 +7,16 @@ from django.db.models import Count, Q, QuerySet
 
 from briefs.models import Brief
 from briefs.selectors import briefs_visible_to
-from generation.models import IN_FLIGHT_STATES, Artifact, Backend, JobState, RenderJob
+from generation.models import (
+    IN_FLIGHT_STATES,
+    Artifact,
+    Backend,
+    Deliverable,
+    DeliverableKind,
+    DeliverableState,
+    JobState,
+    RenderJob,
+)
 
 
 def jobs_visible_to(user: User | AnonymousUser) -> QuerySet[RenderJob]:
@@ -51,3 +60,18 @@ def backends_with_load() -> QuerySet[Backend]:
     return Backend.objects.annotate(
         in_flight=Count("render_jobs", filter=Q(render_jobs__state__in=IN_FLIGHT_STATES))
     )
+
+
+def deliverables_visible_to(user: User | AnonymousUser) -> QuerySet[Deliverable]:
+    return Deliverable.objects.filter(brief__in=briefs_visible_to(user))
+
+
+def brief_deliverables(brief: Brief) -> list[tuple[str, Deliverable | None, Deliverable | None]]:
+    """Per kind, in the panel's order: (kind, its newest build, its newest finished file)."""
+    newest: dict[str, Deliverable] = {}
+    ready: dict[str, Deliverable] = {}
+    for deliverable in Deliverable.objects.filter(brief=brief).order_by("-created_at", "-id"):
+        newest.setdefault(deliverable.kind, deliverable)
+        if deliverable.state == DeliverableState.SUCCEEDED:
+            ready.setdefault(deliverable.kind, deliverable)
+    return [(kind, newest.get(kind), ready.get(kind)) for kind in DeliverableKind.values]

@@ -32,3 +32,20 @@ def check_backends() -> None:
     from generation.services import check_backends as run
 
     run()
+
+
+@shared_task(name="generation.build_deliverable", acks_late=True, ignore_result=True)
+def build_deliverable(deliverable_id: int) -> None:
+    from generation.services import deliverable_build
+
+    deliverable_build(deliverable_id=deliverable_id)
+
+
+@shared_task(name="generation.sweep_deliverables", acks_late=True, ignore_result=True)
+def sweep_deliverables() -> None:
+    from django.conf import settings
+
+    from generation.services import deliverables_left_behind
+
+    for deliverable_id in deliverables_left_behind(stale_after_s=settings.DELIVERABLE_STALE_S):
+        build_deliverable.delay(deliverable_id)

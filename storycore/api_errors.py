@@ -7,12 +7,16 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from briefs.services import SceneParamsRefused, TeamRefused
 from generation.policies import PolicyOutOfBounds
-from generation.services import RenderRefused
+from generation.services import DeliverableBusy, DeliverableRefused, RenderRefused
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RenderRefused):
         return Response({"error": {"code": "render_refused", "message": str(exc)}}, status=409)
+    if isinstance(exc, DeliverableBusy):
+        return Response({"error": {"code": "deliverable_busy", "message": str(exc)}}, status=409)
+    if isinstance(exc, DeliverableRefused):
+        return Response({"error": {"code": "deliverable_refused", "message": str(exc)}}, status=400)
     # The three below come back as field errors, the shape a serializer's own checks have.
     if isinstance(exc, TeamRefused):
         return Response({"team": [str(exc)]}, status=400)

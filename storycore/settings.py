@@ -152,6 +152,11 @@ STORAGES = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(MEDIA_ROOT / "inputs")},
     },
+    # Files built from a brief's finals: zips, contact sheets, animatics, shot lists.
+    "deliverables": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT / "deliverables")},
+    },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 INPUT_IMAGE_MAX_BYTES = env_int("INPUT_IMAGE_MAX_BYTES", 20 * 1024 * 1024, minimum=1)
@@ -216,6 +221,11 @@ OUTLINE_TIMEOUT = env_float("OUTLINE_TIMEOUT", 60.0, minimum=1.0)
 
 # How long a deleted scene can be restored (the editor's undo); beat purges older ones for good.
 SCENE_UNDO_KEEP_S = env_float("SCENE_UNDO_KEEP_S", 24 * 3600.0, minimum=1.0)
+# A deliverable's build that has not moved for this long lost its worker: the sweep marks it failed
+# (a queued one whose task message was lost is sent again).
+DELIVERABLE_STALE_S = env_float("DELIVERABLE_STALE_S", 900.0, minimum=1.0)
+# The longest animatic built (seconds): a longer brief is refused with its length, not encoded for hours.
+DELIVERABLE_ANIMATIC_MAX_S = env_float("DELIVERABLE_ANIMATIC_MAX_S", 3600.0, minimum=1.0)
 # The local RunPod-compatible endpoint (`manage.py runpod_endpoint`), a second backend of
 # the embedded studio when LOCAL_RUNPOD is on.
 LOCAL_RUNPOD = env_bool("LOCAL_RUNPOD", False)
@@ -277,6 +287,8 @@ CELERY_BEAT_SCHEDULE = {
     "resume-outlines": {"task": "briefs.resume_outlines", "schedule": RECONCILE_INTERVAL},
     # Deleted scenes past their undo window, with their renders.
     "purge-deleted-scenes": {"task": "briefs.purge_deleted_scenes", "schedule": 3600.0},
+    # Deliverables whose build a lost broker message or a killed worker left behind.
+    "sweep-deliverables": {"task": "generation.sweep_deliverables", "schedule": RECONCILE_INTERVAL},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

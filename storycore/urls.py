@@ -14,8 +14,10 @@ from generation.api import (
     ArtifactDownloadApi,
     BackendDrainApi,
     BackendListApi,
+    BriefDeliverablesApi,
     BriefJobsApi,
     BriefRenderApi,
+    DeliverableDownloadApi,
     JobCancelApi,
     JobDetailApi,
     QueuePolicyListApi,
@@ -45,6 +47,12 @@ api_v1 = [
     path("jobs/<uuid:job_uuid>/", JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<uuid:job_uuid>/cancel/", JobCancelApi.as_view(), name="job-cancel"),
     path("artifacts/<uuid:artifact_uuid>/download/", ArtifactDownloadApi.as_view(), name="artifact-download"),
+    path("briefs/<uuid:brief_uuid>/deliverables/", BriefDeliverablesApi.as_view(), name="brief-deliverables"),
+    path(
+        "deliverables/<uuid:deliverable_uuid>/download/",
+        DeliverableDownloadApi.as_view(),
+        name="deliverable-download",
+    ),
     path("backends/", BackendListApi.as_view(), name="backend-list"),
     path("backends/<uuid:backend_uuid>/drain/", BackendDrainApi.as_view(), name="backend-drain"),
     path("queue-policies/", QueuePolicyListApi.as_view(), name="queue-policy-list"),
@@ -60,6 +68,7 @@ api_v1 = [
 urlpatterns = [
     path("", include("briefs.urls")),
     path("", include("telemetry.urls")),
+    path("", include("generation.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     # The admin's telemetry pages, before the admin site's own URLs (its catch-all would answer first).

@@ -2,7 +2,8 @@
 
 - `templates`: workflow templates loaded, imported and versioned;
 - `backends`: registration, health, the live socket, drain, node catalogues;
-- `jobs`: submitting renders and moving jobs through their states.
+- `jobs`: submitting renders and moving jobs through their states;
+- `deliverables`: zips, contact sheets, animatics and shot lists built from a brief's finals.
 
 Callers use `generation.services.<name>`: this package names every service in one place.
 """
@@ -21,6 +22,16 @@ from generation.services.backends import (
     check_backends,
     error_with_hint,
     workflow_check_on_backend,
+)
+from generation.services.deliverables import (
+    MISSING_CHOICES,
+    DeliverableBusy,
+    DeliverableRefused,
+    deliverable_build,
+    deliverable_fail,
+    deliverable_plan,
+    deliverable_request,
+    deliverables_left_behind,
 )
 from generation.services.jobs import (
     MAX_SEED,
@@ -52,8 +63,11 @@ __all__ = [
     "DEGRADED_LATENCY_S",
     "HEALTH_MESSAGE_CHARS",
     "MAX_SEED",
+    "MISSING_CHOICES",
     "OPEN_SCENES_CHOICES",
     "TEMPLATE_LABEL_FIELDS",
+    "DeliverableBusy",
+    "DeliverableRefused",
     "RenderAlreadyOpen",
     "RenderRefused",
     "RenderScenesOpen",
@@ -68,6 +82,11 @@ __all__ = [
     "backend_socket_changed",
     "check_backends",
     "default_template",
+    "deliverable_build",
+    "deliverable_fail",
+    "deliverable_plan",
+    "deliverable_request",
+    "deliverables_left_behind",
     "dispatch_soon",
     "error_with_hint",
     "job_progress",

@@ -34,7 +34,7 @@ from rest_framework.test import APIClient
 from briefs.models import OutlineRequest, Scene, Team
 from briefs.services import brief_create, character_create, scene_create, scene_delete, team_invite
 from generation import services
-from generation.models import Artifact, Attempt, AttemptState, JobState
+from generation.models import Artifact, Attempt, AttemptState, Deliverable, DeliverableState, JobState
 from storycore.asgi import application, websocket_urlpatterns
 from telemetry import runs
 from telemetry.models import RunReport
@@ -126,6 +126,10 @@ def world(db, template, backend) -> World:
     take = next(job for job in jobs if job.scene_id == scene.pk)
     queued = services.render_job_submit(scene=scene, user=member)
     invitation = team_invite(team=world.team, user=world.users["no_team"], by=member)
+    sheet = storages["deliverables"].save(f"{brief.uuid}/contact.png", ContentFile(png()))
+    deliverable = Deliverable.objects.create(
+        brief=brief, kind="contact_png", state=DeliverableState.SUCCEEDED, progress=100, file_name=sheet
+    )
     world.objects = {
         "brief_uuid": brief.uuid,
         "scene_uuid": scene.uuid,
@@ -141,6 +145,7 @@ def world(db, template, backend) -> World:
         "pk": RunReport.objects.get(batch=batch).pk,
         "backend_uuid": backend.uuid,
         "template_uuid": template.uuid,
+        "deliverable_uuid": deliverable.uuid,
     }
     return world
 
@@ -231,6 +236,10 @@ ROWS = [
     Row("briefs:artifact", "GET", SEEN),
     Row("briefs:scene-input-image", "GET", SEEN),
     Row("briefs:reference-image", "GET", SEEN),
+    # Deliverables: the panel's rows (JSON), a build (the editor's form, back to the page), a download.
+    Row("deliverables:brief", "GET", SEEN),
+    Row("deliverables:brief", "POST", CHANGED, data={"kind": "shotlist", "missing": "latest"}),
+    Row("deliverables:download", "GET", SEEN),
     Row("telemetry:run-summary", "GET", SEEN),
     Row("telemetry:run-metadata", "GET", SEEN),
     Row("login", "GET", (200, 200, 200, 200, 200)),
@@ -257,6 +266,15 @@ ROWS = [
     Row("api:job-detail", "GET", API_SEEN, api=True),
     Row("api:job-cancel", "POST", API_SEEN, api=True),
     Row("api:artifact-download", "GET", API_SEEN, api=True),
+    Row("api:brief-deliverables", "GET", API_SEEN, api=True),
+    Row(
+        "api:brief-deliverables",
+        "POST",
+        (401, 202, 404, 404, 202),
+        data={"kind": "shotlist", "missing": "latest"},
+        api=True,
+    ),
+    Row("api:deliverable-download", "GET", API_SEEN, api=True),
     Row("api:backend-list", "GET", STAFF_API, api=True),
     Row("api:backend-drain", "POST", STAFF_API, data={"drain": True}, api=True),
     Row("api:queue-policy-list", "GET", (401, 200, 200, 200, 200), api=True),
