@@ -12,6 +12,9 @@ Pure: no Django and no clock of its own; callers pass `now` (any monotonic secon
 from __future__ import annotations
 
 import base64
+import io
+
+from PIL import Image
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -27,6 +30,33 @@ def image_type(data: bytes) -> str | None:
     if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return WEBP
     return None
+
+
+# Frames the size a card shows: one frame goes to every socket on the brief, so its bytes count
+# many times over. A frame already this small is sent as it came.
+SMALL_ENOUGH_BYTES = 48 * 1024
+MAX_DECODE_PIXELS = 4096 * 4096
+
+
+def card_sized(data: bytes, content_type: str, *, max_side: int) -> tuple[bytes, str] | None:
+    """The frame scaled down to at most `max_side` pixels a side, as a JPEG; None when it does not
+    decode as the image it claims to be (or is absurdly large), so that it is dropped."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > MAX_DECODE_PIXELS:
+                return None
+            if max(width, height) <= max_side and len(data) <= SMALL_ENOUGH_BYTES:
+                image.verify()
+                return data, content_type
+            image.draft("RGB", (max_side, max_side))  # JPEG decodes at a fraction of its size
+            picture = image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    picture.thumbnail((max_side, max_side))
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=75)
+    return out.getvalue(), JPEG
 
 
 def data_url(data: bytes, content_type: str) -> str:

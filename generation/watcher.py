@@ -36,7 +36,7 @@ from django.db import close_old_connections, connection
 
 from generation import attempts, events
 from generation.dispatch import dispatch_round
-from generation.live_previews import PreviewGate, data_url
+from generation.live_previews import PreviewGate, card_sized, data_url
 from generation.models import Attempt, AttemptState, Backend
 from generation.nudge import DISPATCH_CHANNEL
 from generation.providers import registry
@@ -298,8 +298,13 @@ class BackendWatch:
         if feed is None:
             return
         content_type = feed.gate.admit(image, now=time.monotonic())
-        if content_type is not None:
-            await events.publish_preview(feed.target, data_url(image, content_type))
+        if content_type is None:
+            return
+        sized = await asyncio.to_thread(
+            card_sized, image, content_type, max_side=settings.LIVE_PREVIEW_MAX_SIDE
+        )
+        if sized is not None:
+            await events.publish_preview(feed.target, data_url(*sized))
 
     def _finish(self, attempt_id: int, work: Callable[[], None], *, claim_first: bool = False) -> None:
         """End an attempt off the event loop, filling the freed slot as early as possible."""

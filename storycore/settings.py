@@ -138,6 +138,8 @@ LIVE_EVENTS_REORDER_WINDOW = env_float("LIVE_EVENTS_REORDER_WINDOW", 2.0, minimu
 # (bytes; 0 sends none), are dropped (generation/live_previews.py).
 LIVE_PREVIEW_MIN_INTERVAL_S = env_float("LIVE_PREVIEW_MIN_INTERVAL_S", 0.5, minimum=0.0)
 LIVE_PREVIEW_MAX_BYTES = env_int("LIVE_PREVIEW_MAX_BYTES", 512 * 1024, minimum=0)
+# Previews are scaled to the size a card shows before they go out: each goes to every socket on the brief.
+LIVE_PREVIEW_MAX_SIDE = env_int("LIVE_PREVIEW_MAX_SIDE", 320, minimum=16)
 
 # --- Storage --------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))

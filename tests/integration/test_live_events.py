@@ -225,7 +225,6 @@ def test_three_hundred_watchers_see_render_all_in_order_without_a_reconnect(stud
         resynced += len(watcher.snapshots) > 1
         assert watcher.jobs == truth, f"watcher {number} ended with another view than the database"
     print(f"{WATCHERS} watchers: {resynced} needed a resync snapshot, none reconnected")
-    print("DEBUG", [(m["type"], m["seq"], m.get("data", {}).get("state")) for m in watchers[0].stream])
     # The watchers that needed no resync all saw the same stream: every event of the batch.
     whole = [w for w in watchers if len(w.snapshots) == 1]
     assert whole, "every watcher needed a resync: the reorder window is too short for this machine"

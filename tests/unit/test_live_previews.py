@@ -2,12 +2,13 @@
 
 import base64
 import io
+import os
 from itertools import pairwise
 
 import pytest
 from PIL import Image
 
-from generation.live_previews import JPEG, PNG, WEBP, PreviewGate, data_url, image_type
+from generation.live_previews import JPEG, PNG, WEBP, PreviewGate, card_sized, data_url, image_type
 
 
 def _image(format: str) -> bytes:
@@ -87,3 +88,30 @@ def test_a_data_url_carries_the_image_unchanged():
 def test_a_negative_interval_or_cap_is_refused(min_interval, max_bytes):
     with pytest.raises(ValueError, match="must not be negative"):
         PreviewGate(min_interval=min_interval, max_bytes=max_bytes)
+
+
+def _noise_jpeg(side: int) -> bytes:
+    image = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
+def test_a_large_preview_goes_out_at_card_size_as_a_small_jpeg():
+    frame = _noise_jpeg(512)
+    sized = card_sized(frame, JPEG, max_side=320)
+    assert sized is not None
+    data, content_type = sized
+    assert content_type == JPEG
+    with Image.open(io.BytesIO(data)) as image:
+        assert max(image.size) == 320
+    assert len(data) < len(frame) / 2
+
+
+def test_a_small_preview_goes_out_as_it_came():
+    frame = _noise_jpeg(64)
+    assert card_sized(frame, JPEG, max_side=320) == (frame, JPEG)
+
+
+def test_bytes_that_only_start_like_an_image_are_dropped():
+    assert card_sized(b"\xff\xd8\xff" + b"not a picture" * 100, JPEG, max_side=320) is None
