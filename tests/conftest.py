@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from rest_framework.authtoken.models import Token
 
 from generation.services import backend_register_preview, workflow_templates_sync
@@ -19,6 +20,19 @@ celery_app.conf.broker_url = celery_app.conf.CELERY_BROKER_URL = "memory://"
 @pytest.fixture(autouse=True)
 def _in_memory_channel_layer(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+class QuickPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """The product's hasher with few rounds: a million rounds cost a quarter second per user
+    created or signed in, which no test measures. The hashes it writes still name
+    pbkdf2_sha256 and their rounds, so the stack's processes check them with their own hasher."""
+
+    iterations = 1000
+
+
+@pytest.fixture(autouse=True)
+def _quick_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["tests.conftest.QuickPBKDF2PasswordHasher", *settings.PASSWORD_HASHERS]
 
 
 @pytest.fixture
