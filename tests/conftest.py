@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from rest_framework.authtoken.models import Token
 
 from generation.services import backend_register_preview, workflow_templates_sync
@@ -19,6 +20,19 @@ celery_app.conf.broker_url = celery_app.conf.CELERY_BROKER_URL = "memory://"
 @pytest.fixture(autouse=True)
 def _in_memory_channel_layer(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+class QuickPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """The product's hasher with few rounds: a million rounds cost a quarter second per user
+    created or signed in, which no test measures. The hashes it writes still name
+    pbkdf2_sha256 and their rounds, so the stack's processes check them with their own hasher."""
+
+    iterations = 1000
+
+
+@pytest.fixture(autouse=True)
+def _quick_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["tests.conftest.QuickPBKDF2PasswordHasher", *settings.PASSWORD_HASHERS]
 
 
 @pytest.fixture
@@ -73,7 +87,7 @@ def brief(staff_user):
 
 
 @pytest.fixture(scope="module")
-def stack(django_db_setup, django_db_blocker, tmp_path_factory):
+def stack(request, django_db_setup, django_db_blocker, tmp_path_factory):
     """Real processes for one test module, on the test database.
 
     Per module, not per session: the render watcher dispatches whatever it finds
@@ -82,8 +96,13 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     database_url = database_url_of(django_settings.DATABASES["default"])
     var_dir = Path(tmp_path_factory.mktemp("stack"))
     # The stack shares this process's media folder: files either side stores are seen by the other.
+    # A module may set STACK_PREVIEW_METHOD = "none": its renders then send no preview frames.
+    preview_method = getattr(request.module, "STACK_PREVIEW_METHOD", "latent2rgb")
     with start_stack(
-        database_url=database_url, var_dir=var_dir, media_root=Path(django_settings.MEDIA_ROOT)
+        database_url=database_url,
+        var_dir=var_dir,
+        media_root=Path(django_settings.MEDIA_ROOT),
+        preview_method=preview_method,
     ) as running:
         yield running
 

@@ -40,33 +40,66 @@ def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: floa
     raise RuntimeError(f"{name} did not listen on port {port} within {timeout:.0f} s")
 
 
+def _spawn(name: str, argv: list[str], env: dict[str, str] | None, log_dir: Path) -> subprocess.Popen:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (log_dir / f"{name}.log").open("wb") as log:
+        return subprocess.Popen(
+            argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _wait_listening(name: str, process: subprocess.Popen, port: int, log_dir: Path) -> None:
+    try:
+        wait_for_port(port, process, name)
+    except RuntimeError as exc:
+        log = (log_dir / f"{name}.log").read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"{exc}\n--- {name} log ---\n{log}") from None
+
+
+def stop_all(processes: list[subprocess.Popen], grace: float = 15.0) -> None:
+    """SIGTERM every process group at once, then wait for them together: each gets `grace`
+    seconds to shut down cleanly, at the same time, before SIGKILL."""
+    live = [process for process in processes if process.poll() is None]
+    for process in live:
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in live:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 @contextmanager
 def running(
     name: str, argv: list[str], env: dict[str, str] | None, log_dir: Path, port: int | None = None
 ) -> Iterator[subprocess.Popen]:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
+    process = _spawn(name, argv, env, log_dir)
+    try:
+        if port is not None:
+            _wait_listening(name, process, port, log_dir)
+        yield process
+    finally:
+        stop_all([process])
+
+
+@contextmanager
+def running_together(
+    programs: dict[str, tuple[list[str], int | None]], env: dict[str, str] | None, log_dir: Path
+) -> Iterator[dict[str, subprocess.Popen]]:
+    """Start every program at once (name: argv and the port it listens on, if any), wait
+    until each of those with a port listens, and stop them all together at the end."""
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        for name, (argv, _) in programs.items():
+            processes[name] = _spawn(name, argv, env, log_dir)
+        for name, (_, port) in programs.items():
             if port is not None:
-                try:
-                    wait_for_port(port, process, name)
-                except RuntimeError as exc:
-                    raise RuntimeError(
-                        f"{exc}\n--- {name} log ---\n{log_path.read_text(errors='replace')[-4000:]}"
-                    ) from None
-            yield process
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+                _wait_listening(name, processes[name], port, log_dir)
+        yield processes
+    finally:
+        stop_all(list(processes.values()))
 
 
 def start_preview_server(
@@ -132,6 +165,7 @@ def start_stack(
     var_dir: Path,
     media_root: Path,
     render_seconds: float = 0.6,
+    preview_method: str = "latent2rgb",
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     log_dir = var_dir / "logs"
@@ -140,55 +174,21 @@ def start_stack(
     env = stack_env(database_url=database_url, redis_url=redis_url, var_dir=var_dir, media_root=media_root)
     env.update(extra_env or {})
     python = sys.executable
-    processes: dict[str, subprocess.Popen] = {}
-    with (
-        running(
-            "valkey",
-            valkey_server_argv(port=valkey_port, data_dir=var_dir / "valkey"),
-            env,
-            log_dir,
-            valkey_port,
-        ),
-        running(
-            "preview",
+    celery_worker = [str(BIN / "celery"), "-A", "storycore", "worker", "--loglevel", "INFO"]
+    celery_worker += ["--concurrency", "2", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    programs: dict[str, tuple[list[str], int | None]] = {
+        "preview": (
             [
-                python,
-                "manage.py",
-                "preview_server",
-                "--port",
-                str(preview_port),
-                "--render-seconds",
-                str(render_seconds),
-                "--data-dir",
-                str(var_dir / "preview"),
-                "--preview-method",
-                "latent2rgb",  # as ./studio run starts it: renders send preview frames
+                *(python, "manage.py", "preview_server", "--port", str(preview_port)),
+                *("--render-seconds", str(render_seconds), "--data-dir", str(var_dir / "preview")),
+                # As ./studio run starts it, renders send preview frames (a module may turn them off).
+                *("--preview-method", preview_method),
             ],
-            env,
-            log_dir,
             preview_port,
         ),
-        running("watcher", [python, "manage.py", "render_watcher"], env, log_dir) as watcher,
-        running(
-            "worker",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "storycore",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                "2",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            env,
-            log_dir,
-        ),
-        running(
-            "asgi",
+        "watcher": ([python, "manage.py", "render_watcher"], None),
+        "worker": (celery_worker, None),
+        "asgi": (
             [
                 str(BIN / "uvicorn"),
                 "storycore.asgi:application",
@@ -197,12 +197,22 @@ def start_stack(
                 "--port",
                 str(web_port),
             ],
-            env,
-            log_dir,
             web_port,
         ),
+    }
+    # Valkey first (the worker and the watcher connect to it as they start), then the rest at
+    # once: each is a Python process that spends seconds importing, and they need not wait on
+    # each other. Valkey stops last, after every process that talks to it.
+    with (
+        running(
+            "valkey",
+            valkey_server_argv(port=valkey_port, data_dir=var_dir / "valkey"),
+            env,
+            log_dir,
+            valkey_port,
+        ),
+        running_together(programs, env, log_dir) as processes,
     ):
-        processes["watcher"] = watcher
         yield Stack(
             web_url=f"http://127.0.0.1:{web_port}",
             preview_url=f"http://127.0.0.1:{preview_port}",

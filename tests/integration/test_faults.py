@@ -21,7 +21,15 @@ from generation import services
 from generation.models import TERMINAL_STATES, Artifact, Attempt, Backend, RenderJob
 from storycore.valkey import valkey_server_argv
 from tests.proxy import FlakyProxy
-from tests.stack import BIN, database_url_of, free_port, running, settle_runs, stack_env, wait_for_port
+from tests.stack import (
+    BIN,
+    database_url_of,
+    free_port,
+    running_together,
+    settle_runs,
+    stack_env,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -98,31 +106,28 @@ def faults(django_db_setup, django_db_blocker, tmp_path_factory):
     root = Path(tmp_path_factory.mktemp("faults"))
     stack = FaultStack(root, database_url)
     stack.start_valkey()
-    previews = []
-    with_preview = []
+    programs: dict[str, tuple[list[str], int | None]] = {}
     for name, seconds in (("one", 0.3), ("two", 0.3), ("slow", SLOW_RENDER_SECONDS)):
         port = free_port()
         argv = [sys.executable, "manage.py", "preview_server", "--port", str(port)]
         argv += ["--render-seconds", str(seconds), "--data-dir", str(root / name)]
-        with_preview.append(running(f"preview-{name}", argv, stack.env, root / "logs", port))
+        programs[f"preview-{name}"] = (argv, port)
     try:
-        for context in with_preview:
-            previews.append(context.__enter__())
-        ports = [int(p.args[p.args.index("--port") + 1]) for p in previews]
-        stack.proxies = [FlakyProxy(target_port=port) for port in ports[:2]]
-        stack.slow_url = f"http://127.0.0.1:{ports[2]}"
-        stack.start_watcher()
-        stack.start_worker()
-        try:
-            yield stack
-        finally:
-            stack.kill_watcher()
-            stack.kill_worker()
-        for proxy in stack.proxies:
-            proxy.close()
+        # The three preview servers start at once; the watcher and worker once they listen.
+        with running_together(programs, stack.env, root / "logs"):
+            ports = [port for _, port in programs.values()]
+            stack.proxies = [FlakyProxy(target_port=port) for port in ports[:2]]
+            stack.slow_url = f"http://127.0.0.1:{ports[2]}"
+            stack.start_watcher()
+            stack.start_worker()
+            try:
+                yield stack
+            finally:
+                stack.kill_watcher()
+                stack.kill_worker()
+            for proxy in stack.proxies:
+                proxy.close()
     finally:
-        for context in reversed(with_preview):
-            context.__exit__(None, None, None)
         if stack.valkey is not None and stack.valkey.poll() is None:
             stack.stop_valkey()
 

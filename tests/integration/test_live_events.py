@@ -15,6 +15,9 @@ from generation.models import TERMINAL_STATES
 from generation.selectors import latest_job_per_scene
 
 pytestmark = pytest.mark.integration
+# Three hundred sockets on one brief measure the numbered stream; preview frames, which go to every
+# socket, only load the machine here (tests/integration/test_live_previews.py follows them).
+STACK_PREVIEW_METHOD = "none"
 
 
 async def _follow(studio, brief_uuid: str, scene_uuid: str) -> list[dict]:
@@ -29,6 +32,8 @@ async def _follow(studio, brief_uuid: str, scene_uuid: str) -> list[dict]:
             assert response.status_code == 202
         while True:
             message = json.loads(await asyncio.wait_for(socket.recv(), 30))
+            if message["type"] == "job.preview":
+                continue  # a picture, outside the numbered stream
             received.append(message)
             if message["data"]["state"] in ("succeeded", "failed", "cancelled"):
                 return received
@@ -125,6 +130,8 @@ async def _read(socket, watcher: _Watcher, opened: asyncio.Event) -> None:
     try:
         async for raw in socket:
             message = json.loads(raw)
+            if message["type"] == "job.preview":
+                continue  # a picture, outside the numbered stream
             watcher.stream.append(message)
             if message["type"] == "snapshot":
                 watcher.snapshots.append(message)

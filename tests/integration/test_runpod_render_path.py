@@ -101,6 +101,8 @@ async def _render_and_follow(studio, brief_uuid: str, backend: str) -> dict[str,
         ended: set[str] = set()
         while ended != jobs:
             message = json.loads(await asyncio.wait_for(socket.recv(), 60))
+            if message["type"] == "job.preview":
+                continue  # a picture of a render in progress, outside the numbered stream
             data = message["data"]
             if data.get("job") in jobs:
                 per_job[data["job"]].append(data)

@@ -58,8 +58,9 @@ def _kill_and_wait_for_restart(var_dir: Path, name: str) -> None:
 
 def test_the_studio_restarts_what_dies_waits_for_a_paused_valkey_and_ends_every_job_once(tmp_path):
     var_dir = tmp_path / "var"
-    # Renders long enough that every fault lands while some are in flight.
-    process, ports = start_studio(var_dir, PREVIEW_RENDER_SECONDS="2")
+    # Renders long enough that every fault lands while some are in flight: the three restarts
+    # take about 12 s, and the 30 s pause that follows ends with some of the batch's 45 s left.
+    process, ports = start_studio(var_dir, PREVIEW_RENDER_SECONDS="1.5")
     web = ports["web"]
     try:
         out = _Output(process)
