@@ -231,3 +231,27 @@ def test_a_video_input_refuses_an_image_link(studio_server: RunningServer) -> No
     [error] = response.json()["node_errors"]["2"]["errors"]
     assert error["type"] == "return_type_mismatch"
     assert error["extra_info"]["input_name"] == "video"
+
+
+def test_every_kind_is_found_again_after_the_server_forgot_the_render(studio_server: RunningServer) -> None:
+    from generation.providers.comfyui import ComfyUIProvider
+
+    spec = load_template_file(WORKFLOWS / "storyboard-all-outputs.json")
+    prefix = f"storycore/{uuid.uuid4()}"
+    graph = bind_workflow(
+        spec.graph, spec.bindings, {"filename_prefix": prefix, "steps": 1, "width": 64, "height": 64}
+    )
+    _frames, history = _run(studio_server, graph)
+    assert history["status"]["status_str"] == "success", history["status"]
+    studio_server.http.post("/history", json={"clear": True})  # what a restart leaves: no history
+
+    with ComfyUIProvider(studio_server.base_url) as provider:
+        found = provider.recover_outputs(prefix=prefix, reported=[])
+    # The save nodes share one counter, each number in its own extension: all five come back.
+    assert sorted((o.filename.rsplit(".", 1)[1], o.kind) for o in found) == [
+        ("flac", "audio"),
+        ("mp4", "video"),
+        ("png", "image"),
+        ("webm", "video"),
+        ("webp", "animated"),
+    ]
