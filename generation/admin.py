@@ -15,6 +15,7 @@ from generation.api_keys import api_key_state
 from generation.forms import BackendForm, WorkflowImportForm
 from generation.models import (
     Artifact,
+    ArtifactKind,
     Attempt,
     Backend,
     BackendState,
@@ -270,13 +271,30 @@ class JobEventInline(admin.TabularInline):
 
 class ArtifactInline(admin.TabularInline):
     model = Artifact
-    fields = readonly_fields = ("preview", "content_type", "width", "height", "size_bytes", "sha256")
+    fields = readonly_fields = (
+        "preview",
+        "kind",
+        "content_type",
+        "width",
+        "height",
+        "duration_s",
+        "frame_count",
+        "size_bytes",
+        "sha256",
+    )
     extra = 0
     can_delete = False
 
-    @admin.display(description="Image")
+    @admin.display(description="Output")
     def preview(self, artifact: Artifact) -> str:
         url = reverse("briefs:artifact", args=[artifact.uuid])
+        # Shown by what it is: a clip or a sound in an <img> would show as a broken picture.
+        if artifact.kind == ArtifactKind.VIDEO:
+            return format_html(
+                '<video src="{}" style="max-height:80px" controls muted preload="metadata"></video>', url
+            )
+        if artifact.kind == ArtifactKind.AUDIO:
+            return format_html('<audio src="{}" controls preload="metadata"></audio>', url)
         return format_html('<a href="{}"><img src="{}" style="max-height:80px"></a>', url, url)
 
 
@@ -323,8 +341,18 @@ class AttemptAdmin(admin.ModelAdmin):
 
 @admin.register(Artifact)
 class ArtifactAdmin(admin.ModelAdmin):
-    list_display = ["uuid", "job", "content_type", "width", "height", "size_bytes", "created_at"]
-    list_filter = ["content_type"]
+    list_display = [
+        "uuid",
+        "job",
+        "kind",
+        "content_type",
+        "width",
+        "height",
+        "duration_s",
+        "size_bytes",
+        "created_at",
+    ]
+    list_filter = ["kind", "content_type"]
     search_fields = ["uuid", "sha256", "storage_name"]
     readonly_fields = [f.name for f in Artifact._meta.fields]
 

@@ -79,10 +79,13 @@ class ArtifactOutputSerializer(serializers.ModelSerializer):
         fields = [
             "uuid",
             "content_type",
+            "kind",
             "size_bytes",
             "sha256",
             "width",
             "height",
+            "duration_s",
+            "frame_count",
             "created_at",
             "download_url",
         ]

@@ -58,12 +58,14 @@ def attempt_end(
     error_code: str = "",
     error_message: str = "",
     error_detail: dict[str, Any] | None = None,
+    refused_outputs: list[dict[str, Any]] | None = None,
     then: Callable[[], object] | None = None,
 ) -> bool:
     """End a live attempt and, in the same transaction, move its job (`then`).
 
     Returns whether this call ended it; when another process ended it first, nothing
-    happens and `then` is not called.
+    happens and `then` is not called. `refused_outputs`: the saved outputs a successful attempt
+    could not keep, each with its reason (kept in `error_detail`).
     """
     assert state in ENDED_STATES, state
     fields: dict[str, Any] = {"state": state, "finished_at": at}
@@ -73,6 +75,8 @@ def attempt_end(
         fields.update(
             error_code=error_code, error_message=error_message[:5000], error_detail=error_detail or {}
         )
+    elif refused_outputs:
+        fields["error_detail"] = {"refused_outputs": refused_outputs}
     with transaction.atomic():
         ended = Attempt.objects.filter(pk=attempt_id, state__in=LIVE_STATES).update(**fields)
         if ended and then is not None:

@@ -25,7 +25,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from generation import attempt_telemetry, services
-from generation.artifact_check import expected_frames, inspect_image
+from generation.artifact_check import expected_frames, inspect_output
 from generation.attempt_state import (
     LIVE_STATES,
     attempt_end,
@@ -75,6 +75,8 @@ RATE_LIMIT_PAUSE = timedelta(seconds=30)
 # Waits between fetches of an output the server is still writing.
 COMPLETE_FIRST_PAUSE = 0.25
 COMPLETE_MAX_PAUSE = 2.0
+# The kinds of saved output a render's attempt keeps (ComfyUI's `text` outputs are not files).
+STORED_KINDS = ("image", "animated", "video", "audio")
 
 
 def handle_of(attempt: Attempt) -> RemoteHandle:
@@ -257,10 +259,11 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False, recovering: bool
         with provider_for(attempt.backend, attempt.policy) as provider:
             outputs = _recovered_outputs(provider, attempt) if recovering else _outputs(provider, attempt)
             # Saved outputs only: PreviewImage's temp files are the server's scratch space.
-            saved = [o for o in outputs if o.kind in ("image", "video") and o.folder_type == "output"]
+            saved = [o for o in outputs if o.kind in STORED_KINDS and o.folder_type == "output"]
             if not saved:
                 raise ProviderError(
-                    ErrorCode.OUTPUT_INVALID, f"the render produced no image (outputs: {len(outputs)})"
+                    ErrorCode.OUTPUT_INVALID,
+                    f"the render saved no image, clip or sound (outputs: {len(outputs)})",
                 )
             Artifact.objects.filter(attempt=attempt).delete()  # a half-done earlier fetch
             frames = expected_frames(_bound_workflow(job, attempt))
@@ -269,10 +272,23 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False, recovering: bool
             )
             deadline = time.monotonic() + post_execution
             waited = 0.0
+            refused: list[ProviderError] = []
             for index, output in enumerate(saved):
-                waited += _store_complete(
-                    provider, job, attempt, output, index, frames=frames, deadline=deadline
-                )
+                try:
+                    waited += _store_complete(
+                        provider, job, attempt, output, index, frames=frames, deadline=deadline
+                    )
+                except ProviderError as exc:
+                    # One bad output fails only itself; the render keeps the others.
+                    if exc.code != ErrorCode.OUTPUT_INVALID:
+                        raise
+                    log.warning("attempt %s: output %s refused: %s", attempt.uuid, index, exc.message)
+                    exc.detail.update(
+                        node_id=output.node_id, filename=output.filename[:300], kind=output.kind
+                    )
+                    refused.append(exc)
+            if len(refused) == len(saved):
+                raise _none_usable(refused)
             notes = provider.fallback_notes
             remote = _remote_facts(provider)
     except ProviderError as exc:
@@ -294,9 +310,15 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False, recovering: bool
     finished = timezone.now()
     attempt.refresh_from_db()
     attempt.telemetry = dict(attempt.telemetry, **remote)
+    refusals = [_refusal(exc) for exc in refused]
+    notes = notes + [f"output refused: {r['reason']}" for r in refusals]
+    waited += sum(float(exc.detail.get("waited_s", 0.0)) for exc in refused)
     telemetry = _record(
         attempt, finished_at=finished, succeeded=True, output_complete=True, output_wait_s=waited, notes=notes
     )
+    message = f"{len(saved) - len(refused)} output(s) stored"
+    if refusals:
+        message += f"; {len(refusals)} refused: " + "; ".join(r["reason"] for r in refusals)
 
     def job_succeeded() -> None:
         services.job_transition(
@@ -306,14 +328,45 @@ def attempt_finalize(attempt_id: int, *, claimed: bool = False, recovering: bool
             progress_value=1,
             progress_max=1,
             lease_expires_at=None,
-            message=f"{len(saved)} output(s) stored",
+            message=message,
         )
 
     ended = attempt_end(
-        attempt.pk, state=AttemptState.SUCCEEDED, at=finished, telemetry=telemetry, then=job_succeeded
+        attempt.pk,
+        state=AttemptState.SUCCEEDED,
+        at=finished,
+        telemetry=telemetry,
+        refused_outputs=refusals,
+        then=job_succeeded,
     )
     if not ended and Attempt.objects.filter(pk=attempt.pk, state=AttemptState.SUCCEEDED).exists():
         job_succeeded()  # its attempt had ended before the job could follow: a fetch taken over
+
+
+def _refusal(error: ProviderError) -> dict[str, Any]:
+    """A refused output as the attempt records it (its `error_detail["refused_outputs"]`)."""
+    return {
+        "node_id": error.detail.get("node_id", ""),
+        "filename": error.detail.get("filename", ""),
+        "kind": error.detail.get("kind", ""),
+        "reason": error.message,
+    }
+
+
+def _none_usable(refused: list[ProviderError]) -> ProviderError:
+    """The attempt's error when every saved output was refused: the one reason, or all of them."""
+    if len(refused) == 1:
+        error = refused[0]
+    else:
+        error = ProviderError(
+            ErrorCode.OUTPUT_INVALID,
+            f"none of the {len(refused)} saved outputs is usable: " + "; ".join(e.message for e in refused),
+        )
+        waits = [float(e.detail["waited_s"]) for e in refused if "waited_s" in e.detail]
+        if waits:
+            error.detail["waited_s"] = round(sum(waits), 3)
+    error.detail["refused_outputs"] = [_refusal(e) for e in refused]
+    return error
 
 
 def _outputs(provider: Provider, attempt: Attempt) -> list[RemoteOutput]:
@@ -417,8 +470,12 @@ def _store_output(
         tmp.flush()
         if size == 0:
             raise ProviderError(ErrorCode.OUTPUT_INVALID, f"output {label} is empty")
-        facts = inspect_image(
-            Path(tmp.name), max_pixels=settings.ARTIFACT_MAX_PIXELS, label=label, frames=frames
+        facts = inspect_output(
+            Path(tmp.name),
+            max_pixels=settings.ARTIFACT_MAX_PIXELS,
+            label=label,
+            frames=frames,
+            hint=output.kind,
         )
         tmp.seek(0)
         # The stored name is ours: the backend's file name never touches a local path.
@@ -433,6 +490,9 @@ def _store_output(
         sha256=digest.hexdigest(),
         width=facts.width,
         height=facts.height,
+        kind=facts.kind,
+        duration_s=facts.duration_s,
+        frame_count=facts.frames if facts.kind in ("animated", "video") else None,
         node_id=output.node_id,
         remote_filename=output.filename[:300],
     )

@@ -44,7 +44,11 @@ def brief_group(brief_uuid: object) -> str:
 
 
 def job_payload(job: RenderJob) -> dict[str, Any]:
-    artifact = job.artifacts.order_by("created_at").first() if job.state == JobState.SUCCEEDED else None
+    """A job as its card and the live socket see it. `artifact*`, `width` and `height` describe its
+    first output; `artifacts` lists every kept one (kind: image, animated, video or audio), and
+    `refused_outputs` the saved outputs its render could not keep, with the reason."""
+    stored = list(job.artifacts.order_by("created_at", "id")) if job.state == JobState.SUCCEEDED else []
+    artifact = stored[0] if stored else None
     return {
         "job": str(job.uuid),
         "scene": str(job.scene.uuid),
@@ -59,7 +63,41 @@ def job_payload(job: RenderJob) -> dict[str, Any]:
         "artifact_url": reverse("briefs:artifact", args=[artifact.uuid]) if artifact else None,
         "width": artifact.width if artifact else None,
         "height": artifact.height if artifact else None,
+        "artifacts": [
+            {
+                "uuid": str(a.uuid),
+                "url": reverse("briefs:artifact", args=[a.uuid]),
+                "kind": a.kind,
+                "content_type": a.content_type,
+                "width": a.width,
+                "height": a.height,
+                "duration_s": a.duration_s,
+                "frame_count": a.frame_count,
+            }
+            for a in stored
+        ],
+        "refused_outputs": _refused_outputs(job) if stored else [],
     }
+
+
+def _refused_outputs(job: RenderJob) -> list[dict[str, str]]:
+    """What the job's successful attempt could not keep (attempts.attempt_finalize records it)."""
+    detail = (
+        Attempt.objects.filter(job=job, state=AttemptState.SUCCEEDED)
+        .order_by("-number")
+        .values_list("error_detail", flat=True)
+        .first()
+    )
+    refused = detail.get("refused_outputs") if isinstance(detail, dict) else None
+    return [
+        {
+            "node_id": str(r.get("node_id", "")),
+            "filename": str(r.get("filename", "")),
+            "reason": str(r.get("reason", "")),
+        }
+        for r in refused or []
+        if isinstance(r, dict)
+    ]
 
 
 def _next_seq(brief_id: int, count: int = 1) -> int:

@@ -367,7 +367,16 @@ class Attempt(models.Model):
         return f"Attempt {self.number} of job {self.job_id}"
 
 
+class ArtifactKind(models.TextChoices):
+    IMAGE = "image", "Still image"
+    ANIMATED = "animated", "Animated image"
+    VIDEO = "video", "Video"
+    AUDIO = "audio", "Audio"
+
+
 class Artifact(models.Model):
+    """One checked output of a render; `kind` says how a card shows it."""
+
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     job = models.ForeignKey(RenderJob, on_delete=models.CASCADE, related_name="artifacts")
     attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="artifacts")
@@ -377,6 +386,10 @@ class Artifact(models.Model):
     sha256 = models.CharField(max_length=64)
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
+    kind = models.CharField(max_length=16, choices=ArtifactKind.choices, default=ArtifactKind.IMAGE)
+    # Seconds a clip, animation or sound plays (None for a still), and frames a clip or animation has.
+    duration_s = models.FloatField(null=True, blank=True)
+    frame_count = models.PositiveIntegerField(null=True, blank=True)
     node_id = models.CharField(max_length=50, blank=True)
     remote_filename = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

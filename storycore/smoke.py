@@ -4,14 +4,15 @@ check every image that comes back, the way a new user's first render would go.""
 from __future__ import annotations
 
 import hashlib
-import io
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from PIL import Image
 
+from generation.artifact_check import inspect_output
+from generation.providers.base import ProviderError
 from storycore.supervisor import ProcessState, Supervisor
 
 RENDER_TIMEOUT_SECONDS = 180.0
@@ -73,8 +74,9 @@ def check_demo_render(
                 if problem:
                     problems.append((f"artifact {artifact['uuid']}", problem, [], None))
                 else:
+                    size = f"{artifact['width']}x{artifact['height']} " if artifact["width"] else ""
                     say(
-                        f"  ok: {artifact['width']}x{artifact['height']} {artifact['content_type']}, "
+                        f"  ok: {size}{artifact['content_type']}, "
                         f"{artifact['size_bytes']} bytes, sha256 {artifact['sha256'][:12]}…"
                     )
     found = _process_problems(supervisor)
@@ -97,14 +99,18 @@ def _check_artifact(api: httpx.Client, artifact: dict) -> str | None:
         return f"download has {len(body)} bytes, the record says {artifact['size_bytes']}"
     if hashlib.sha256(body).hexdigest() != artifact["sha256"]:
         return "download does not match the recorded sha256"
-    try:
-        with Image.open(io.BytesIO(body)) as image:
-            image.load()
-            size = image.size
-    except Exception as exc:
-        return f"the image does not decode: {exc}"
-    if size != (artifact["width"], artifact["height"]):
-        return f"the image is {size[0]}x{size[1]}, the record says {artifact['width']}x{artifact['height']}"
+    kind = artifact.get("kind", "image")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "output"
+        path.write_bytes(body)
+        try:
+            facts = inspect_output(path, max_pixels=1 << 30, label=f"artifact {artifact['uuid']}", hint=kind)
+        except ProviderError as exc:
+            return exc.message
+    if facts.kind != kind:
+        return f"the download is a {facts.kind} output, the record says {kind}"
+    if (facts.width, facts.height) != (artifact["width"], artifact["height"]):
+        return f"the {kind} is {facts.width}x{facts.height}, the record says {artifact['width']}x{artifact['height']}"
     return None
 
 

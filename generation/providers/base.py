@@ -168,11 +168,32 @@ class RemoteOutput:
     filename: str
     subfolder: str
     folder_type: str
-    kind: str  # image | video | audio | text
+    kind: str  # image | animated | video | audio | text
     animated: bool = False
     # Where fetch finds the bytes when the backend hands them over itself rather than
     # serving them by name (RunPod: an S3 URL, or the index of a base64 image in its answer).
     source: str = ""
+
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".m4v")
+ANIMATION_EXTENSIONS = (".webp", ".gif", ".png", ".apng")
+AUDIO_EXTENSIONS = (".flac", ".mp3", ".opus", ".ogg", ".wav", ".m4a")
+
+
+def output_kind(listed_as: str, filename: str, *, animated: bool) -> str:
+    """What an output is, as far as its listing tells: ComfyUI reports animated images and video
+    alike (`animated: [true]`), so the extension decides between them. The file's bytes are
+    checked when it is fetched (generation.artifact_check)."""
+    name = filename.lower()
+    if listed_as in ("audio", "text"):
+        return listed_as
+    if name.endswith(AUDIO_EXTENSIONS):
+        return "audio"
+    if name.endswith(VIDEO_EXTENSIONS):
+        return "video"
+    if listed_as == "video":
+        return "animated" if name.endswith(ANIMATION_EXTENSIONS) else "video"
+    return "animated" if animated and name.endswith(ANIMATION_EXTENSIONS) else "image"
 
 
 @dataclass

@@ -39,6 +39,7 @@ from generation.providers.base import (
     RemoteOutput,
     RenderRequest,
     excerpt,
+    output_kind,
     plain,
 )
 from generation.providers.url_policy import COMFYUI, GuardedTransport, Resolver, check_url
@@ -47,12 +48,22 @@ from generation.workflow_validation import MODEL_INPUTS
 log = logging.getLogger(__name__)
 
 KIND = "comfyui"
+# The keys a node's `ui` lists saved files under. ComfyUI's own save nodes use `images` (stills,
+# animated WEBP/PNG, and SaveVideo/SaveWEBM clips with `animated: [true]`) and `audio`;
+# VideoHelperSuite's Video Combine uses `gifs`.
 OUTPUT_KINDS = {"images": "image", "gifs": "video", "videos": "video", "audio": "audio", "text": "text"}
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".webp", ".gif", ".mov", ".mkv")
 PREVIEW_IMAGE_TYPES = {1: "image/jpeg", 2: "image/png"}
 # What a render's save nodes may have written under its prefix, looked for on /view when the
 # server forgot the render; and how many numbered files of each are looked for at most.
-RECOVERABLE_EXTENSIONS = (("png", "image"), ("webp", "video"), ("mp4", "video"), ("webm", "video"))
+RECOVERABLE_EXTENSIONS = (
+    ("png", "image"),
+    ("webp", "animated"),
+    ("mp4", "video"),
+    ("webm", "video"),
+    ("flac", "audio"),
+    ("mp3", "audio"),
+    ("opus", "audio"),
+)
 MAX_RECOVERED_FILES = 64
 VERSION = re.compile(r"[0-9A-Za-z.+-]{1,40}")
 
@@ -120,14 +131,13 @@ def parse_outputs(raw: dict[str, Any]) -> list[RemoteOutput]:
                 subfolder = str(item.get("subfolder", ""))
                 folder_type = str(item.get("type", "output"))
                 check_output_name(filename, subfolder, folder_type)
-                is_clip = kind == "image" and (animated or filename.lower().endswith(VIDEO_EXTENSIONS))
                 found.append(
                     RemoteOutput(
                         node_id=str(node_id),
                         filename=filename,
                         subfolder=subfolder,
                         folder_type=folder_type,
-                        kind="video" if is_clip else kind,
+                        kind=output_kind(kind, filename, animated=animated),
                         animated=animated,
                     )
                 )
@@ -514,19 +524,24 @@ class ComfyUIProvider:
         if found:
             return found
         subfolder, _, stem = prefix.rpartition("/")
-        for extension, kind in RECOVERABLE_EXTENSIONS:
-            for counter in range(1, MAX_RECOVERED_FILES + 1):
-                output = RemoteOutput(
+        # Save nodes sharing a prefix share its counter (ComfyUI continues after the highest
+        # number on disk, whatever the extension), so each number is tried in every extension.
+        for counter in range(1, MAX_RECOVERED_FILES + 1):
+            candidates = [
+                RemoteOutput(
                     node_id="",
                     filename=f"{stem}_{counter:05}_.{extension}",
                     subfolder=subfolder,
                     folder_type="output",
                     kind=kind,
-                    animated=kind == "video",
+                    animated=kind in ("animated", "video"),
                 )
-                if not self._serves(output):
-                    break
-                found.append(output)
+                for extension, kind in RECOVERABLE_EXTENSIONS
+            ]
+            hits = [output for output in candidates if self._serves(output)]
+            if not hits:
+                break
+            found.extend(hits)
         return found
 
     def _serves(self, output: RemoteOutput) -> bool:

@@ -40,6 +40,7 @@ from generation.providers.base import (
     RemoteOutput,
     RenderRequest,
     excerpt,
+    output_kind,
     plain,
 )
 from generation.providers.url_policy import DOWNLOAD, RUNPOD, GuardedTransport, check_url
@@ -52,7 +53,6 @@ KIND = "runpod"
 RUN_PAYLOAD_LIMIT = 10 * 1024 * 1024
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 PLACES: dict[str, Place] = {"IN_QUEUE": "pending", "IN_PROGRESS": "running", "RUNNING": "running"}
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".webp", ".gif", ".mov", ".mkv")
 # base64 characters per decoded chunk: a multiple of 4, about 64 KiB decoded.
 B64_CHUNK = 4 * 16 * 1024
 # Worker counts /health reports.
@@ -509,14 +509,16 @@ class RunPodProvider:
                 )
             key = f"{image.kind}:{index}"
             self._images[key] = image
-            is_clip = image.filename.lower().endswith(VIDEO_EXTENSIONS)
             found.append(
                 RemoteOutput(
                     node_id="",
                     filename=image.filename,
                     subfolder="",
                     folder_type="output",
-                    kind="video" if is_clip else "image",
+                    # The worker lists every file under `images`; the bytes are checked on fetch.
+                    kind=output_kind(
+                        "images", image.filename, animated=image.filename.lower().endswith((".webp", ".gif"))
+                    ),
                     source=key,
                 )
             )

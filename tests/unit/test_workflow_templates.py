@@ -31,6 +31,7 @@ EXPECTED = {
     "upscale",
     "ipadapter-character",
     "svd-img2vid",
+    "storyboard-all-outputs",
 }
 
 

@@ -26,6 +26,23 @@ _FORCED_DOWNLOAD_TYPES = {
     "text/css",
 }
 
+# What ComfyUI's /view answers for the files its save nodes write, as the host's mime.types
+# (read by mimetypes.init) gives them; fixed here so the answer does not depend on the host.
+_SAVED_TYPES = {
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".flac": "audio/flac",
+    ".mp3": "audio/mpeg",
+    ".opus": "audio/ogg",
+}
+
+
+def content_type_of(filename: str) -> str:
+    saved = _SAVED_TYPES.get(os.path.splitext(filename)[1].lower())
+    return saved or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
 
 def _disposition(filename: str) -> dict[str, str]:
     return {"Content-Disposition": f'filename="{filename}"'}
@@ -92,7 +109,7 @@ async def view(request: web.Request) -> web.StreamResponse:
         body, content_type = await asyncio.to_thread(_reencoded, str(file), query)
         return web.Response(body=body, content_type=content_type, headers=_disposition(filename))
 
-    content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    content_type = content_type_of(filename)
     if content_type in _FORCED_DOWNLOAD_TYPES:
         content_type = "application/octet-stream"
     # FileResponse streams from disk and handles ETag, Last-Modified, Range and If-None-Match.

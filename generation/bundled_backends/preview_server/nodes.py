@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image, ImageOps, ImageSequence
 
-from . import frames, nodes_guided, nodes_ipadapter, nodes_video, paths
+from . import frames, nodes_audio, nodes_guided, nodes_ipadapter, nodes_video, paths
 from .nodebase import (
     InterruptProcessing,
     NodeContext,
@@ -178,6 +178,62 @@ def _load_image_validate(settings: PreviewSettings, inputs: dict[str, Any]) -> b
     return True
 
 
+_MASK_CHANNELS_BY_LETTER = {"alpha": "A", "red": "R", "green": "G", "blue": "B"}
+
+
+def _load_image_mask_file(path: pathlib.Path, channel: str) -> MaskBatch:
+    with Image.open(path) as opened:
+        first = ImageOps.exif_transpose(next(iter(ImageSequence.Iterator(opened))))
+        first.load()
+    # ComfyUI converts to RGBA first, so every channel exists; alpha comes back inverted.
+    mask = first.convert("RGBA").getchannel(_MASK_CHANNELS_BY_LETTER[channel])
+    return MaskBatch((ImageOps.invert(mask) if channel == "alpha" else mask,))
+
+
+async def _load_image_mask(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    path = paths.resolve_input_image(ctx.settings, inputs["image"])
+    if path is None:
+        raise FileNotFoundError(f"Invalid image file: {inputs['image']}")
+    mask = await asyncio.to_thread(_load_image_mask_file, path, inputs["channel"])
+    check_size(ctx.settings, mask.frames[0].width, mask.frames[0].height, 1)
+    return NodeResult((mask,))
+
+
+async def _image_batch(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    first: ImageBatch = inputs["image1"]
+    second: ImageBatch = inputs["image2"]
+    check_size(ctx.settings, first.width, first.height, len(first.frames) + len(second.frames))
+    size = (first.width, first.height)
+
+    def fit() -> tuple[Image.Image, ...]:
+        # Like ComfyUI's common_upscale(..., "bilinear", "center"): crop to the first batch's
+        # aspect around the centre, then scale to its size.
+        return tuple(
+            frame if frame.size == size else ImageOps.fit(frame, size, Image.Resampling.BILINEAR)
+            for frame in second.frames
+        )
+
+    fitted = await asyncio.to_thread(fit)
+    return NodeResult((ImageBatch(first.frames + fitted, first.provenance),))
+
+
+async def _image_add_noise(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    image: ImageBatch = inputs["image"]
+    seed, strength = inputs["seed"], inputs["strength"]
+
+    def add_noise() -> tuple[Image.Image, ...]:
+        # Seeded like ComfyUI's generator, so the same seed gives the same grain.
+        rng = random.Random(seed)
+        noisy = []
+        for frame in image.frames:
+            grain = Image.frombytes("L", frame.size, rng.randbytes(frame.width * frame.height))
+            noise = Image.merge(frame.mode, (grain,) * len(frame.getbands()))
+            noisy.append(Image.blend(frame, noise, strength / 2))
+        return tuple(noisy)
+
+    return NodeResult((ImageBatch(await asyncio.to_thread(add_noise), image.provenance),))
+
+
 async def _image_invert(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
     image: ImageBatch = inputs["image"]
     inverted = await asyncio.to_thread(lambda: tuple(ImageOps.invert(f) for f in image.frames))
@@ -262,7 +318,17 @@ _CORE_NODE_TYPES = (
         custom_validation_inputs=("image",),
         choices=(("image", paths.list_input_images),),
     ),
+    NodeType(
+        "LoadImageMask",
+        _load_image_mask,
+        is_changed=_load_image_is_changed,
+        custom_validation=_load_image_validate,
+        custom_validation_inputs=("image",),
+        choices=(("image", paths.list_input_images),),
+    ),
     NodeType("ImageInvert", _image_invert),
+    NodeType("ImageBatch", _image_batch),
+    NodeType("ImageAddNoise", _image_add_noise),
     NodeType("EmptyImage", _empty_image),
     NodeType("MaskToImage", _mask_to_image),
     NodeType("ImageToMask", _image_to_mask),
@@ -276,6 +342,7 @@ def _registry() -> dict[str, NodeType]:
             *_CORE_NODE_TYPES,
             *nodes_guided.NODE_TYPES,
             *nodes_video.NODE_TYPES,
+            *nodes_audio.NODE_TYPES,
             *nodes_ipadapter.NODE_TYPES,
         )
     }

@@ -1,8 +1,11 @@
-"""Stable Video Diffusion and the animated save nodes.
+"""Stable Video Diffusion, the animated save nodes and the video nodes.
 
 SVD_img2vid_Conditioning turns its video_frames into the latent batch size, so
 KSampler and VAEDecode produce one storyboard frame per video frame, and
 SaveAnimatedWEBP writes them as one clip, reported the way ComfyUI does.
+CreateVideo, SaveVideo (H.264 MP4) and SaveWEBM (VP9 or AV1) write real video
+files with PyAV; ComfyUI reports them like animations, under `images` with
+`animated: [true]`.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import pathlib
 from collections.abc import Callable
 from typing import Any
 
-from . import frames, paths
+from . import frames, media, paths
 from .nodebase import NodeContext, NodeResult, NodeType, check_size, prompt_metadata
-from .values import Checkpoint, Conditioning, Guide, ImageBatch, Latent, ModelFile
+from .values import Audio, Checkpoint, Conditioning, Guide, ImageBatch, Latent, ModelFile, Video
 
+# The encoders ComfyUI's SaveWEBM picks for its `codec` choices.
+_WEBM_CODECS = {"vp9": "libvpx-vp9", "av1": "libsvtav1"}
 # ComfyUI's SaveAnimatedWEBP maps these names to Pillow's WEBP `method`.
 _WEBP_METHODS = {"default": 4, "fastest": 0, "slowest": 6}
 # The EXIF tags ComfyUI writes: Model (0x0110) holds the prompt, extra_pnginfo counts down from Make.
@@ -102,6 +107,50 @@ async def _save_animated_png(ctx: NodeContext, inputs: dict[str, Any]) -> NodeRe
     return NodeResult((), {"images": results, "animated": [True]})
 
 
+async def _create_video(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    audio: Audio | None = inputs.get("audio")
+    return NodeResult((Video(inputs["images"], float(inputs["fps"]), audio),))
+
+
+async def _save_video(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    video: Video = inputs["video"]
+    # "auto" means MP4 with H.264: the only container and codec this ComfyUI offers.
+    metadata = prompt_metadata(ctx)
+
+    def write(path: pathlib.Path) -> None:
+        media.write_video(
+            path,
+            video.images.frames,
+            video.fps,
+            container_format="mp4",
+            codec="h264",
+            metadata=metadata,
+            audio=video.audio,
+        )
+
+    results = await _save_animated(ctx, video.images, inputs["filename_prefix"], "mp4", write)
+    return NodeResult((), {"images": results, "animated": [True]})
+
+
+async def _save_webm(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    images: ImageBatch = inputs["images"]
+    metadata = prompt_metadata(ctx)
+
+    def write(path: pathlib.Path) -> None:
+        media.write_video(
+            path,
+            images.frames,
+            inputs["fps"],
+            container_format="webm",
+            codec=_WEBM_CODECS[inputs["codec"]],
+            metadata=metadata,
+            crf=inputs["crf"],
+        )
+
+    results = await _save_animated(ctx, images, inputs["filename_prefix"], "webm", write)
+    return NodeResult((), {"images": results, "animated": [True]})
+
+
 NODE_TYPES = (
     NodeType(
         "ImageOnlyCheckpointLoader",
@@ -113,4 +162,7 @@ NODE_TYPES = (
     NodeType("VideoLinearCFGGuidance", _video_linear_cfg_guidance),
     NodeType("SaveAnimatedWEBP", _save_animated_webp),
     NodeType("SaveAnimatedPNG", _save_animated_png),
+    NodeType("CreateVideo", _create_video),
+    NodeType("SaveVideo", _save_video),
+    NodeType("SaveWEBM", _save_webm),
 )

@@ -114,3 +114,37 @@ class MaskBatch:
 
     def __str__(self) -> str:
         return format_mask_batch(self.frames)
+
+
+@dataclasses.dataclass(frozen=True)
+class Audio:
+    """An AUDIO value: silence of a length, rate and channel count (what EmptyAudio makes).
+
+    ComfyUI passes `{"waveform": tensor[batch, channels, samples], "sample_rate": n}`.
+    """
+
+    sample_rate: int
+    channels: int
+    samples: int
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / self.sample_rate if self.sample_rate else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{{'waveform': tensor(shape=[1, {self.channels}, {self.samples}]), "
+            f"'sample_rate': {self.sample_rate}}}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+    """A VIDEO value from CreateVideo: frames, a frame rate and an optional sound track."""
+
+    images: ImageBatch
+    fps: float
+    audio: Audio | None = None
+
+    def __str__(self) -> str:
+        return "<comfy_api.latest._input_impl.video_types.VideoFromComponents object>"
