@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generation', '0010_template_parameters'),
+        ('generation', '0011_deliverable'),
     ]
 
     operations = [
