@@ -32,6 +32,7 @@ class Card:
     job: RenderJob | None
     live: dict[str, Any] | None
     frame_url: str | None
+    frame_kind: str
     takes: list[Take] = field(default_factory=list)
     groups: list[tuple[str, list[forms.BoundField]]] = field(default_factory=list)
 
@@ -74,7 +75,8 @@ def scene_cards(
             composed=composed_for(scene),
             job=job,
             live=job_payload(job) if job else None,
-            frame_url=reverse("briefs:artifact", args=[artifact]) if artifact else None,
+            frame_url=reverse("briefs:artifact", args=[artifact[0]]) if artifact else None,
+            frame_kind=artifact[1] if artifact else "",
             takes=takes.get(scene.pk, []),
         )
         card.groups = grouped_fields(form)

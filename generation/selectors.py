@@ -41,17 +41,23 @@ def latest_job_per_scene(brief: Brief) -> dict[int, RenderJob]:
     return latest
 
 
-def latest_frame_per_scene(brief: Brief) -> dict[int, UUID]:
-    """The uuid of the first artifact of each scene's newest successful job: the frame its card
-    shows, kept while a newer render runs or after one fails."""
-    frames: dict[int, UUID] = {}
+def latest_frame_per_scene(brief: Brief) -> dict[int, tuple[UUID, str]]:
+    """Each scene's newest successful job's first visual output (its uuid and kind: image, animated
+    or video): the frame its card shows, kept while a newer render runs or after one fails. A job
+    whose outputs are all sound shows its first one."""
+    frames: dict[int, tuple[UUID, str]] = {}
     rows = (
         Artifact.objects.filter(job__brief=brief, job__state=JobState.SUCCEEDED)
         .order_by("job__scene_id", "-job__created_at", "-job_id", "created_at", "id")
-        .values_list("job__scene_id", "uuid")
+        .values_list("job__scene_id", "job_id", "uuid", "kind")
     )
-    for scene_id, artifact_uuid in rows:
-        frames.setdefault(scene_id, artifact_uuid)
+    chosen_job: dict[int, int] = {}
+    for scene_id, job_id, artifact_uuid, kind in rows:
+        if chosen_job.setdefault(scene_id, job_id) != job_id:
+            continue  # an older take of the scene
+        held = frames.get(scene_id)
+        if held is None or (held[1] == "audio" and kind != "audio"):
+            frames[scene_id] = (artifact_uuid, kind)
     return frames
 
 

@@ -573,22 +573,35 @@
   });
 
   // -- live ---------------------------------------------------------------------------------------------
-  function setFrame(card, src, preview) {
+  // A still or an animation is an <img>; a clip a <video> that plays in the card; a sound an <audio>.
+  const FRAME_TAGS = { video: "VIDEO", audio: "AUDIO" };
+  function setFrame(card, src, preview, kind = "image") {
     const frame = role(card, "frame");
-    let image = frame.querySelector('img[data-role="image"]');
-    if (!image) {
+    const tag = FRAME_TAGS[kind] || "IMG";
+    let element = frame.querySelector('[data-role="image"]');
+    if (!element || element.tagName !== tag) {
       frame.replaceChildren();
-      image = document.createElement("img");
-      image.dataset.role = "image";
-      image.tabIndex = 0;
-      frame.appendChild(image);
+      element = document.createElement(tag.toLowerCase());
+      element.dataset.role = "image";
+      if (tag === "IMG") element.tabIndex = 0;
+      else { element.controls = true; element.preload = "metadata"; element.dataset.kind = kind; }
+      if (tag === "VIDEO") { element.muted = true; element.loop = true; element.playsInline = true; }
+      frame.appendChild(element);
     }
-    if (image.getAttribute("src") !== src) image.src = src;
-    image.alt = preview
+    if (element.getAttribute("src") !== src) element.src = src;
+    const words = preview
       ? `Preview of scene ${card.dataset.position} while it renders`
-      : `Frame of scene ${card.dataset.position}: ${card.dataset.title}`;
+      : `${tag === "IMG" ? "Frame" : tag === "VIDEO" ? "Clip" : "Sound"} of scene ${card.dataset.position}: ${card.dataset.title}`;
+    if (tag === "IMG") element.alt = words; else element.setAttribute("aria-label", words);
     frame.classList.toggle("previewing", preview);
-    if (preview) image.dataset.preview = "1"; else delete image.dataset.preview;
+    if (preview) element.dataset.preview = "1"; else delete element.dataset.preview;
+  }
+
+  // The output a card shows of a finished render: its first picture or clip, else its first sound.
+  function shownOutput(job) {
+    const outputs = job.artifacts || [];
+    const visual = outputs.find((output) => output.kind !== "audio") || outputs[0];
+    return visual ? { url: visual.url, kind: visual.kind } : { url: job.artifact_url, kind: "image" };
   }
 
   function showJob(job) {
@@ -608,18 +621,20 @@
     cancelForm.action = root.dataset.cancelTemplate.replace(ZERO, job.job);
     cancelForm.hidden = TERMINAL.has(job.state);
     if (job.state === "succeeded" && job.artifact_url) {
+      const output = shownOutput(job);
       card.dataset.rendered = "1";
-      card.dataset.frameUrl = job.artifact_url;
-      setFrame(card, job.artifact_url, false);
+      card.dataset.frameUrl = output.url;
+      card.dataset.frameKind = output.kind;
+      setFrame(card, output.url, false, output.kind);
       const download = role(card, "download");
-      download.href = `${job.artifact_url}?download=1`;
+      download.href = `${output.url}?download=1`;
       download.hidden = false;
     } else if (TERMINAL.has(job.state)) {
       // The render ended without a frame: its previews go, the last real frame comes back.
       const frame = role(card, "frame");
       if (frame.classList.contains("previewing")) {
         const image = frame.querySelector('img[data-role="image"]');
-        if (card.dataset.frameUrl) setFrame(card, card.dataset.frameUrl, false);
+        if (card.dataset.frameUrl) setFrame(card, card.dataset.frameUrl, false, card.dataset.frameKind || "image");
         else if (image && image.dataset.preview) { frame.classList.remove("previewing"); frame.replaceChildren(placeholder()); }
       }
     }
@@ -697,8 +712,8 @@
 
   cards().forEach((card) => {
     setUp(card);
-    const image = card.querySelector('img[data-role="image"]');
-    if (image) card.dataset.frameUrl = image.getAttribute("src");
+    const image = card.querySelector('[data-role="image"]');
+    if (image) { card.dataset.frameUrl = image.getAttribute("src"); card.dataset.frameKind = image.dataset.kind || "image"; }
   });
   const firstError = document.querySelector(".errorlist");
   if (firstError) firstError.scrollIntoView({ block: "center" });
