@@ -109,7 +109,10 @@ def _takes(jobs: QuerySet[RenderJob], finals: Mapping[int, int | None]) -> dict[
         grouped.setdefault(scene.pk, []).append(
             Take(
                 job=job,
-                artifact=artifacts[0] if artifacts else None,
+                # The take's face: its first picture or clip; a sound only when it made nothing else.
+                artifact=next(
+                    (a for a in artifacts if a.kind != "audio"), artifacts[0] if artifacts else None
+                ),
                 is_final=finals.get(scene.pk) == job.pk,
                 stale=stale_reasons(job, scene, templates[scene.pk]),
                 backend=backend,

@@ -597,6 +597,33 @@
     if (preview) element.dataset.preview = "1"; else delete element.dataset.preview;
   }
 
+  // Every output of a finished render that made more than one, each drawn by its kind.
+  function showOutputs(card, job) {
+    const list = role(card, "outputs");
+    if (!list) return;
+    const outputs = job.state === "succeeded" ? job.artifacts || [] : [];
+    list.hidden = outputs.length < 2;
+    if (list.hidden) { list.replaceChildren(); return; }
+    list.replaceChildren(...outputs.map((output) => {
+      const item = document.createElement("li");
+      item.className = `output output-${output.kind}`;
+      item.dataset.testid = "output";
+      item.dataset.kind = output.kind;
+      const tag = output.kind === "video" ? "video" : output.kind === "audio" ? "audio" : "img";
+      const player = document.createElement(tag);
+      player.src = output.url;
+      if (tag === "img") { player.alt = `${output.kind} output, ${output.content_type}`; player.loading = "lazy"; }
+      else { player.controls = true; player.preload = "metadata"; player.setAttribute("aria-label", `${output.kind}, ${output.content_type}`); }
+      if (tag === "video") player.muted = true;
+      const label = document.createElement("a");
+      label.href = `${output.url}?download=1`;
+      label.className = "output-label";
+      label.textContent = output.duration_s ? `${output.kind} · ${Number(output.duration_s).toFixed(1)} s` : output.kind;
+      item.append(player, label);
+      return item;
+    }));
+  }
+
   // The output a card shows of a finished render: its first picture or clip, else its first sound.
   function shownOutput(job) {
     const outputs = job.artifacts || [];
@@ -638,6 +665,7 @@
         else if (image && image.dataset.preview) { frame.classList.remove("previewing"); frame.replaceChildren(placeholder()); }
       }
     }
+    showOutputs(card, job);
     if (TERMINAL.has(job.state) !== !wasOpen || job.state === "queued") refreshRunsSoon();
     figures();
   }

@@ -8,9 +8,9 @@ import pytest
 from playwright.sync_api import expect
 
 from briefs.models import Scene
-from briefs.services import brief_create
+from briefs.services import brief_create, scene_update
 from generation import services as render_services
-from generation.models import RenderJob
+from generation.models import RenderJob, WorkflowTemplate
 from generation.services import backend_register_preview
 from tests.browser.conftest import sign_in
 
@@ -371,3 +371,23 @@ def _wait_for(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the condition never held"
         time.sleep(0.05)
+
+
+def test_a_render_of_every_output_kind_shows_each_in_its_card(studio, page, shot):
+    brief = _three_scenes(studio, title="Every kind")
+    scene = brief.scenes.get(position=1)
+    scene_update(scene=scene, template=WorkflowTemplate.objects.get(slug="storyboard-all-outputs"))
+    sign_in(page, studio["stack"].web_url)
+    _open_editor(page, studio, brief)
+    card = _board(page).nth(0)
+    card.get_by_test_id("render-scene").click()
+    expect(card.get_by_test_id("state")).to_have_text("Succeeded", timeout=RENDER_WAIT_MS)
+    outputs = card.get_by_test_id("output")
+    expect(outputs).to_have_count(5)
+    kinds = [outputs.nth(i).get_attribute("data-kind") for i in range(5)]
+    assert sorted(kinds) == ["animated", "audio", "image", "video", "video"]
+    expect(card.locator('[data-testid="output"] video').first).to_be_visible()
+    expect(card.locator('[data-testid="output"] audio')).to_have_count(1)
+    shot("every-output-kind")
+    page.reload()  # drawn the same from the server
+    expect(_board(page).nth(0).get_by_test_id("output")).to_have_count(5)
