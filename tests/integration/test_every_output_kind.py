@@ -17,6 +17,7 @@ from generation.artifact_check import inspect_output
 from generation.dispatch import dispatch_round
 from generation.events import job_payload
 from generation.models import Attempt, Backend, JobEvent, RenderJob, WorkflowTemplate
+from tests.integration.test_render_path import _api, _wait_for_end
 from tests.stack import free_port, running
 
 pytestmark = pytest.mark.integration
@@ -34,24 +35,6 @@ CLIP_FRAMES = 4  # the still and three noisier copies, batched
 CLIP_FPS = 6
 
 
-def _api(studio) -> httpx.Client:
-    return httpx.Client(
-        base_url=studio["stack"].web_url, headers={"Authorization": f"Token {studio['token']}"}, timeout=10
-    )
-
-
-def _wait_for_end(api: httpx.Client, job_uuid: str, stack, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get(f"/api/v1/jobs/{job_uuid}/").json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(
-        f"job {job_uuid} still {job['state']} after {timeout} s\n{stack.log('worker')[-3000:]}"
-    )
-
-
 def test_every_output_kind_is_stored_checked_and_listed_for_its_card(studio, tmp_path):
     with _api(studio) as api:
         brief = api.post(
@@ -62,7 +45,7 @@ def test_every_output_kind_is_stored_checked_and_listed_for_its_card(studio, tmp
             f"/api/v1/scenes/{brief['scenes'][0]['uuid']}/renders/", json={"template": TEMPLATE}
         )
         assert submitted.status_code == 202, submitted.text
-        job = _wait_for_end(api, submitted.json()["uuid"], studio["stack"])
+        job = _wait_for_end(api, submitted.json()["uuid"], studio["stack"], timeout=90)
         assert job["state"] == "succeeded", job
         assert job["template"] == TEMPLATE
         listed = job["artifacts"]

@@ -3,34 +3,24 @@ the editor (the switcher, invitations made in the admin and answered on the list
 
 from __future__ import annotations
 
-import hashlib
-import io
 import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.core.files.base import ContentFile
-from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from PIL import Image
 
 from briefs import services
 from briefs.models import Brief, InvitationState, OutlineRequest, Team, TeamInvitation, UserPreference
 from generation import services as render_services
 from generation.models import Artifact, Attempt, AttemptState, JobState, RenderJob
 from generation.progress import Progress
+from tests.artifacts import png_bytes, stored_png
 
 pytestmark = pytest.mark.django_db
-
-
-def png(color: tuple[int, int, int] = (40, 90, 160)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 18), color).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def finish(job: RenderJob, backend: Any, *, state: str = JobState.SUCCEEDED) -> Artifact | None:
@@ -40,20 +30,7 @@ def finish(job: RenderJob, backend: Any, *, state: str = JobState.SUCCEEDED) -> 
     )
     artifact = None
     if state == JobState.SUCCEEDED:
-        body = png()
-        name = storages["artifacts"].save(
-            f"{job.brief.uuid}/{job.uuid}/{attempt.uuid}-0.png", ContentFile(body)
-        )
-        artifact = Artifact.objects.create(
-            job=job,
-            attempt=attempt,
-            storage_name=name,
-            content_type="image/png",
-            size_bytes=len(body),
-            sha256=hashlib.sha256(body).hexdigest(),
-            width=32,
-            height=18,
-        )
+        artifact = stored_png(job, attempt)
         moved = render_services.job_transition(job.pk, from_states={JobState.QUEUED}, to_state=state)
     else:
         moved = render_services.job_transition(
@@ -483,7 +460,7 @@ IDEA = "A lighthouse keeper's last night before the light is automated."
 
 
 def test_an_idea_with_a_reference_image_keeps_the_image(signed_in, writer, harbour):
-    upload = SimpleUploadedFile("keeper.png", png(), content_type="image/png")
+    upload = SimpleUploadedFile("keeper.png", png_bytes((32, 18), (40, 90, 160)), content_type="image/png")
     response = signed_in.post("/briefs/from-idea/", {"idea": IDEA, "reference_image": upload})
     assert response.status_code == 302
     brief = Brief.objects.get()
@@ -504,7 +481,9 @@ def test_a_bad_reference_image_is_refused_next_to_the_field_and_the_idea_stays(
 ):
     if limit is not None:
         settings.INPUT_IMAGE_MAX_BYTES = limit
-    upload = SimpleUploadedFile("keeper.png", body or png(), content_type="image/png")
+    upload = SimpleUploadedFile(
+        "keeper.png", body or png_bytes((32, 18), (40, 90, 160)), content_type="image/png"
+    )
     response = signed_in.post(
         "/briefs/from-idea/", {"idea": IDEA, "target_seconds": "30", "reference_image": upload}
     )

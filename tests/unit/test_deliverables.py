@@ -17,7 +17,6 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.test import Client
 from django.utils import timezone
-from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -26,7 +25,6 @@ from briefs.services import brief_create
 from generation import services
 from generation.deliverables.plan import frame_size
 from generation.models import (
-    Artifact,
     Attempt,
     AttemptState,
     Deliverable,
@@ -35,34 +33,18 @@ from generation.models import (
     RenderJob,
 )
 from generation.tasks import build_deliverable, sweep_deliverables
+from tests.artifacts import png_bytes, stored_png
 
 pytestmark = pytest.mark.django_db
 
 COLOURS = [(220, 40, 40), (40, 200, 60), (40, 60, 220)]
 
 
-def png(colour: tuple[int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 36), colour).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def take(scene: Scene, backend: Any, colour: tuple[int, int, int], *, final: bool = True) -> RenderJob:
     """A successful render of the scene with one stored frame; picked as its final when asked."""
     job = services.render_job_submit(scene=scene, user=None, again=True)
     attempt = Attempt.objects.create(job=job, number=1, backend=backend, state=AttemptState.SUCCEEDED)
-    body = png(colour)
-    name = storages["artifacts"].save(f"{job.brief.uuid}/{job.uuid}/{attempt.uuid}-0.png", ContentFile(body))
-    Artifact.objects.create(
-        job=job,
-        attempt=attempt,
-        storage_name=name,
-        content_type="image/png",
-        size_bytes=len(body),
-        sha256=hashlib.sha256(body).hexdigest(),
-        width=64,
-        height=36,
-    )
+    stored_png(job, attempt, size=(64, 36), colour=colour)
     assert services.job_transition(job.pk, from_states={JobState.QUEUED}, to_state=JobState.SUCCEEDED)
     if final:
         Scene.objects.filter(pk=scene.pk).update(final=job)
@@ -216,7 +198,7 @@ def test_a_file_changed_since_it_was_stored_fails_the_build_and_leaves_nothing(t
     # The file is there, so the precheck passes; its bytes are not the ones that were recorded.
     name = jobs[2].artifacts.get().storage_name
     storages["artifacts"].delete(name)
-    storages["artifacts"].save(name, ContentFile(png((9, 9, 9))))
+    storages["artifacts"].save(name, ContentFile(png_bytes((64, 36), (9, 9, 9))))
     build_deliverable(deliverable.pk)
     deliverable.refresh_from_db()
     assert deliverable.state == DeliverableState.FAILED

@@ -3,32 +3,22 @@ from a take, restoring its text, comparing takes, review's picks and the expecte
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.core.files.base import ContentFile
-from django.core.files.storage import storages
 from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from PIL import Image
 
 from briefs import services as brief_services
 from briefs.models import Scene
 from generation import services
-from generation.models import Artifact, Attempt, AttemptState, JobState, RenderJob, WorkflowTemplate
+from generation.models import Attempt, AttemptState, JobState, RenderJob, WorkflowTemplate
 from generation.takes import brief_eta, render_estimate, review_reel, take_differences, takes_per_scene
-
-
-def _png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 18), (200, 120, 40)).save(buffer, "PNG")
-    return buffer.getvalue()
+from tests.artifacts import stored_png
 
 
 def _succeed(job: RenderJob, backend: Any, *, seconds: float = 4.0, cost: float | None = None) -> RenderJob:
@@ -44,18 +34,7 @@ def _succeed(job: RenderJob, backend: Any, *, seconds: float = 4.0, cost: float 
         telemetry=telemetry,
         finished_at=timezone.now(),
     )
-    body = _png()
-    name = storages["artifacts"].save(f"{job.brief.uuid}/{job.uuid}/{attempt.uuid}-0.png", ContentFile(body))
-    Artifact.objects.create(
-        job=job,
-        attempt=attempt,
-        storage_name=name,
-        content_type="image/png",
-        size_bytes=len(body),
-        sha256=hashlib.sha256(body).hexdigest(),
-        width=32,
-        height=18,
-    )
+    stored_png(job, attempt)
     assert services.job_transition(job.pk, from_states={JobState.QUEUED}, to_state=JobState.SUCCEEDED)
     job.refresh_from_db()
     return job
