@@ -77,8 +77,12 @@ class JobMachine(RuleBasedStateMachine):
 
     @rule(budget=st.sampled_from([0, 1]))
     def submit(self, budget: int) -> None:
+        # again: histories hold several renders of the one scene at once, as "Render again" makes.
         services.render_job_submit(
-            scene=self.brief.scenes.get(), user=self.user, policy_overrides={"retry_budget": budget}
+            scene=self.brief.scenes.get(),
+            user=self.user,
+            policy_overrides={"retry_budget": budget},
+            again=True,
         )
 
     @rule(data=st.data())
