@@ -22,7 +22,16 @@ SAMPLER_VALUES = {
 }
 # Nodes that set the output size. SVD's conditioning node makes its latent itself.
 SIZE_NODES = ("EmptyLatentImage", "EmptySD3LatentImage", "SVD_img2vid_Conditioning")
-SAVE_NODES = ("SaveImage", "SaveAnimatedWEBP", "SaveAnimatedPNG", "SaveVideo", "SaveWEBM")
+SAVE_NODES = (
+    "SaveImage",
+    "SaveAnimatedWEBP",
+    "SaveAnimatedPNG",
+    "SaveVideo",
+    "SaveWEBM",
+    "SaveAudio",
+    "SaveAudioMP3",
+    "SaveAudioOpus",
+)
 # The prompt inputs of the text encoders (CLIPTextEncode, ...SDXL, ...SD3, ...Flux).
 TEXT_INPUTS = ("text", "text_g", "text_l", "clip_l", "clip_g", "t5xxl", "prompt")
 IMAGE_LOADERS = ("LoadImage",)

@@ -17,7 +17,10 @@ DATA = ROOT / "tests" / "data" / "comfyui"
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 # The hand-written storyboard template predates cfg/denoise bindings; detection also finds
 # those literal KSampler inputs, which is harmless: an unset scene value leaves the graph's own.
-EXTRA_DETECTED = {"storyboard-txt2img": {("cfg", "3", "cfg"), ("denoise", "3", "denoise")}}
+EXTRA_DETECTED = {
+    name: {("cfg", "3", "cfg"), ("denoise", "3", "denoise")}
+    for name in ("storyboard-txt2img", "storyboard-all-outputs")
+}
 
 
 def _flat(bindings: dict[str, Any]) -> set[tuple[str, str, str]]:
