@@ -1,8 +1,12 @@
 """Pieces of the editor page rendered alone, so that the page refreshes one card, the board or the
 Runs panel in place; and the story bible's saves, which the page makes as the writer types."""
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -13,6 +17,7 @@ from briefs.board import progress_of, scene_cards
 from briefs.forms import BriefForm, CharacterForm
 from briefs.models import Brief, Character
 from briefs.selectors import briefs_visible_to, scenes_visible_to
+from generation.events import publish_brief_changed
 from telemetry.selectors import brief_runs, brief_spend
 
 
@@ -58,8 +63,50 @@ def brief_save(request: HttpRequest, brief_uuid: str) -> JsonResponse:
     form = BriefForm(request.POST, request.FILES, instance=Brief.objects.get(pk=brief.pk))
     if not form.is_valid():
         return JsonResponse({"errors": form_errors(form)}, status=400)
-    brief = services.brief_update(brief=brief, **form.cleaned_data)
-    return JsonResponse({"brief": {"title": brief.title, "bible_version": brief.bible_version}})
+    try:
+        with transaction.atomic():
+            brief = services.brief_update(brief=brief, **_base(request), **form.cleaned_data)
+            stamp = services.brief_stamp(brief)
+            publish_brief_changed(brief=brief, stamp=stamp)
+    except services.BriefConflict as exc:
+        return _conflict(exc, form.cleaned_data)
+    return JsonResponse(
+        {
+            "brief": {"title": brief.title, "bible_version": brief.bible_version},
+            "stamp": stamp,
+            "template": _json_value(brief.template),
+        }
+    )
+
+
+def _base(request: HttpRequest) -> dict[str, Any]:
+    """The state the page edited from, and whether the writer chose to save over a newer one."""
+    return {
+        "base_stamp": request.POST.get("base_stamp") or None,
+        "overwrite": request.POST.get("overwrite") == "1",
+    }
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Model):
+        return str(value.pk)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _conflict(exc: services.BriefConflict, submitted: dict[str, Any]) -> JsonResponse:
+    return JsonResponse(
+        {
+            "code": "conflict",
+            "error": str(exc),
+            "stamp": exc.stamp,
+            "differs": exc.differs,
+            "theirs": {"fields": {name: _json_value(value) for name, value in exc.current.items()}},
+            "yours": {"fields": {name: _json_value(submitted.get(name)) for name in exc.differs}},
+        },
+        status=409,
+    )
 
 
 @login_required
@@ -79,9 +126,18 @@ def character_save(request: HttpRequest, character_uuid: str) -> HttpResponse:
     errors = form_errors(form) if not form.is_valid() else {}
     if not errors:
         try:
-            character = services.character_update(character=character, **form.cleaned_data)
+            with transaction.atomic():
+                character = services.character_update(
+                    character=character, **_base(request), **form.cleaned_data
+                )
+                brief = Brief.objects.get(pk=character.brief_id)
+                publish_brief_changed(brief=brief, stamp=services.brief_stamp(brief))
         except services.CharacterRefused as exc:
             errors = {"name": [str(exc)]}
+        except services.BriefConflict as exc:
+            if wants_json(request):
+                return _conflict(exc, form.cleaned_data)
+            errors = {"__all__": [str(exc)]}
     if not wants_json(request):  # a form posted without the page's script
         for field, problems in errors.items():
             messages.error(request, f"{character.name}, {field.replace('_', ' ')}: {' '.join(problems)}")
@@ -90,7 +146,11 @@ def character_save(request: HttpRequest, character_uuid: str) -> HttpResponse:
         return redirect(f"{reverse('briefs:detail', args=[character.brief.uuid])}#story-bible")
     if errors:
         return JsonResponse({"errors": errors}, status=400)
-    bible_version = Brief.objects.values_list("bible_version", flat=True).get(pk=character.brief_id)
+    brief = Brief.objects.get(pk=character.brief_id)
     return JsonResponse(
-        {"character": {"uuid": str(character.uuid), "name": character.name}, "bible_version": bible_version}
+        {
+            "character": {"uuid": str(character.uuid), "name": character.name},
+            "bible_version": brief.bible_version,
+            "stamp": services.brief_stamp(brief),
+        }
     )

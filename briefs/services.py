@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
@@ -231,18 +231,60 @@ def brief_create(
     return brief
 
 
-def brief_update(*, brief: Brief, **values: Any) -> Brief:
+class BriefConflict(Exception):
+    """A save of the brief or its cast made from an older state of it that would overwrite what
+    someone else saved since. Nothing was saved; `differs` names the fields, `current` what is stored."""
+
+    def __init__(self, *, current: dict[str, Any], differs: list[str], stamp: str) -> None:
+        super().__init__(
+            "The story bible was changed elsewhere while you were editing it. Both versions are "
+            "shown; keep yours or take theirs."
+        )
+        self.current = current
+        self.differs = differs
+        self.stamp = stamp
+
+
+def brief_stamp(brief: Brief) -> str:
+    """What the editor holds to say which state of the brief and its cast it edits."""
+    return brief.updated_at.isoformat()
+
+
+def _refuse_stale(*, brief_id: int, base_stamp: str | None, row: Any, values: dict[str, Any]) -> None:
+    """Lock the brief; when it moved on since `base_stamp` and `values` would change `row` (the brief
+    or a character, read again under the lock), refuse with BriefConflict."""
+    brief = Brief.objects.select_for_update().get(pk=brief_id)
+    if base_stamp is None or brief_stamp(brief) == base_stamp:
+        return
+    row.refresh_from_db()
+    differs = [
+        name for name, value in values.items() if name != "reference_image" and getattr(row, name) != value
+    ]
+    if differs:
+        raise BriefConflict(
+            current={name: getattr(row, name) for name in differs}, differs=differs, stamp=brief_stamp(brief)
+        )
+
+
+def brief_update(
+    *, brief: Brief, base_stamp: str | None = None, overwrite: bool = False, **values: Any
+) -> Brief:
+    """Change the brief; `base_stamp` (brief_stamp of what the editor started from) makes a save
+    over someone else's newer one refuse with BriefConflict, unless `overwrite`."""
     unknown = set(values) - set(BRIEF_FIELDS)
     if unknown:
         raise TypeError(f"brief_update() got unknown fields: {', '.join(sorted(unknown))}")
     if values.get("reference_image") is False:  # a cleared file input
         values["reference_image"] = ""
-    bible_changed = any(
-        name in BIBLE_FIELDS and getattr(brief, name) != value for name, value in values.items()
-    )
-    for name, value in values.items():
-        setattr(brief, name, value)
     with transaction.atomic():
+        _refuse_stale(
+            brief_id=brief.pk, base_stamp=None if overwrite else base_stamp, row=brief, values=values
+        )
+        bible_changed = any(
+            name in BIBLE_FIELDS and getattr(brief, name) != value for name, value in values.items()
+        )
+        for name, value in values.items():
+            setattr(brief, name, value)
         # save() rather than update(): a new file must go through the field's storage.
         brief.save(update_fields=[*values, "updated_at"])
         if bible_changed:
@@ -291,10 +333,19 @@ def character_create(*, brief: Brief, name: str, **values: Any) -> Character:
 
 
 @transaction.atomic
-def character_update(*, character: Character, **values: Any) -> Character:
+def character_update(
+    *, character: Character, base_stamp: str | None = None, overwrite: bool = False, **values: Any
+) -> Character:
+    """Change a character; `base_stamp` as for brief_update (the cast is part of the brief's state)."""
     unknown = set(values) - set(CHARACTER_FIELDS)
     if unknown:
         raise TypeError(f"character_update() got unknown fields: {', '.join(sorted(unknown))}")
+    _refuse_stale(
+        brief_id=character.brief_id,
+        base_stamp=None if overwrite else base_stamp,
+        row=character,
+        values=values,
+    )
     if "name" in values:
         values["name"] = values["name"].strip()
         if not values["name"]:
@@ -491,6 +542,9 @@ def scene_update(
                 "scene %s: %s dropped with the change of template", scene.uuid, ", ".join(sorted(dropped))
             )
     with transaction.atomic():
+        # The brief first, then the scene: the order every change to a brief's scenes locks in
+        # (moves, deletes, the event counter), so that two of them never wait on each other.
+        Brief.objects.select_for_update().filter(pk=scene.brief_id).first()
         # Read the row as stored, locked: two saves of one scene compare and write in turn.
         stored = Scene.objects.select_for_update().select_related("brief").filter(pk=scene.pk).first()
         if stored is None:
@@ -531,7 +585,9 @@ def scene_pick_final(*, scene: Scene, job: RenderJob | None) -> Scene:
             raise SceneRefused("That take is not a render of this scene; pick one of its own takes.")
         if job.state != _TAKE_STATE:
             raise SceneRefused(f"Only a finished render can be the final; that one is {job.state}.")
-    changed = Scene.objects.filter(pk=scene.pk).update(final=job, updated_at=timezone.now())
+    with transaction.atomic():
+        Brief.objects.select_for_update().filter(pk=scene.brief_id).first()  # brief, then scene
+        changed = Scene.objects.filter(pk=scene.pk).update(final=job, updated_at=timezone.now())
     if changed != 1:
         raise SceneRefused("This scene has been deleted; restore it before picking its final.")
     scene.final = job
@@ -820,7 +876,9 @@ def brief_apply_outline(*, brief: Brief, outline: Outline) -> Brief:
         palette=", ".join(bible.style.palette),
         negative_style=", ".join(bible.style.negative),
         setting=bible.setting,
-        **({"aspect_ratio": outline.aspect} if outline.aspect in AspectRatio.values else {}),
+        **cast(
+            "dict[str, Any]", {"aspect_ratio": outline.aspect} if outline.aspect in AspectRatio.values else {}
+        ),
     )
     known = {c.name.lower() for c in brief.characters.all()}
     for character in bible.characters:
@@ -1081,7 +1139,7 @@ def brief_apply_refine(*, brief: Brief, before: Outline, after: Outline, scenes:
     was = {c.name.casefold(): c for c in before.bible.characters}
     for character in after.bible.characters:
         row = known.get(character.name.casefold())
-        words = {
+        words: dict[str, Any] = {
             "description": character.description,
             "look": character.look,
             "prompt_words": ", ".join(character.anchors),

@@ -1,8 +1,11 @@
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 
 from briefs import services
+from briefs.models import Brief, OutlineState
 from briefs.outline import expander_from_config
+from generation.events import publish_brief_changed
 
 
 @shared_task(name="briefs.resume_outlines", acks_late=True, ignore_result=True)
@@ -22,4 +25,9 @@ def expand_outline(request_id: int) -> None:
     expander = expander_from_config(
         settings.OUTLINE_BASE_URL, settings.OUTLINE_API_KEY, settings.OUTLINE_MODEL, settings.OUTLINE_TIMEOUT
     )
-    services.outline_run(request_id=request_id, expander=expander)
+    request = services.outline_run(request_id=request_id, expander=expander)
+    if request.state == OutlineState.SUCCEEDED:
+        # The brief's scenes and bible changed: its open windows take the new board at once.
+        brief = Brief.objects.get(pk=request.brief_id)
+        with transaction.atomic():
+            publish_brief_changed(brief=brief, stamp=services.brief_stamp(brief))

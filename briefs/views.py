@@ -44,6 +44,7 @@ def _editor(
     context = {
         "brief": brief,
         "brief_form": brief_form or BriefForm(instance=brief),
+        "brief_stamp": services.brief_stamp(brief),
         "new_scene_form": new_scene_form or SceneForm(prefix="new", brief=brief),
         "characters": [
             (character, CharacterForm(instance=character, prefix=f"c{character.pk}", brief=brief))
@@ -82,7 +83,9 @@ def scene_create(request: HttpRequest, brief_uuid: str) -> HttpResponse:
     form = SceneForm(request.POST, request.FILES, prefix="new", brief=brief)
     if not form.is_valid():
         return _editor(request, brief, new_scene_form=form, status=400)
-    scene = services.scene_create(brief=brief, **form.cleaned_data)
+    with transaction.atomic():
+        scene = services.scene_create(brief=brief, **form.cleaned_data)
+        publish_scene_changed(brief=brief, scene_uuid=scene.uuid, action="created", version=scene.version)
     messages.success(request, f"Scene {scene.position} added.")
     if form.dropped_note():
         messages.info(request, form.dropped_note())
@@ -370,7 +373,12 @@ def brief_render(request: HttpRequest, brief_uuid: str) -> HttpResponse:
 @require_POST
 def job_cancel(request: HttpRequest, job_uuid: str) -> HttpResponse:
     job = get_object_or_404(jobs_visible_to(request.user).select_related("brief"), uuid=job_uuid)
-    if render_services.render_job_cancel(job=job):
+    cancelled = render_services.render_job_cancel(job=job)
+    if _wants_json(request):
+        if cancelled:
+            return JsonResponse({"cancelled": True})
+        return JsonResponse({"code": "finished", "error": "That render had already finished."}, status=409)
+    if cancelled:
         messages.info(request, "Render cancelled.")
     else:
         messages.warning(request, "That render had already finished.")

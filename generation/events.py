@@ -196,7 +196,23 @@ async def publish_preview(target: PreviewTarget, image_url: str) -> None:
     _sender().put(group, (envelope,), ephemeral=True)
 
 
-SCENE_ACTIONS = ("updated", "moved", "duplicated", "deleted", "restored", "final")
+def publish_brief_changed(*, brief: Brief, stamp: str) -> None:
+    """Tell the brief's other windows that its fields or story bible changed (`stamp`: the state they
+    now hold, briefs.services.brief_stamp). Call it inside the transaction that made the change."""
+    with transaction.atomic():
+        seq = _next_seq(brief.pk)
+        version = Brief.objects.values_list("bible_version", flat=True).get(pk=brief.pk)
+        message = {
+            "type": "brief.changed",
+            "seq": seq,
+            "brief": str(brief.uuid),
+            "data": {"stamp": stamp, "bible_version": version},
+        }
+        group = brief_group(brief.uuid)
+        transaction.on_commit(lambda: _send(group, message))
+
+
+SCENE_ACTIONS = ("created", "updated", "moved", "duplicated", "deleted", "restored", "final")
 
 
 def publish_scene_changed(*, brief: Brief, scene_uuid: object, action: str, version: int) -> None:

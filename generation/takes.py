@@ -60,6 +60,10 @@ class Take:
         return bool(self.artifact and self.artifact.content_type.startswith("video/"))
 
     @property
+    def is_audio(self) -> bool:
+        return bool(self.artifact and self.artifact.content_type.startswith("audio/"))
+
+    @property
     def stale_note(self) -> str:
         return "Stale: " + "; ".join(self.stale) + "." if self.stale else ""
 

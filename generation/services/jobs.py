@@ -288,6 +288,9 @@ def _ago(when: Any) -> str:
 def _locked(scenes: list[Scene]) -> list[Scene]:
     """The scenes re-read under a row lock, in the order given: submits of one scene that arrive
     together check for an open render one after another, so only the first queues one."""
+    # The brief first, as every change to a brief's scenes takes it (moves, deletes, events): one
+    # order of locks, or two requests each holding what the other waits for deadlock.
+    Brief.objects.select_for_update().filter(pk=scenes[0].brief_id).first()
     rows = {
         s.pk: s
         for s in Scene.objects.select_for_update()

@@ -222,6 +222,11 @@
 
   // -- one card ------------------------------------------------------------------------------------
   function setUp(card) {
+    const shown = card.querySelector('[data-role="frame"] [data-role="image"]');
+    if (shown && !shown.dataset.preview) {
+      card.dataset.frameUrl = shown.getAttribute("src");
+      card.dataset.frameKind = shown.dataset.kind || "image";
+    }
     const form = role(card, "scene-form");
     const saver = new Saver(form, {
       // The attribute, not the property: a card set up before it joins the page has no base URL.
@@ -324,7 +329,17 @@
     const fresh = [...content.querySelectorAll('[data-testid="scene"]')];
     const keep = new Set(fresh.map((card) => card.dataset.scene));
     cards().forEach((card) => {
-      if (!keep.has(card.dataset.scene)) { forget(card); card.remove(); }
+      if (keep.has(card.dataset.scene)) return;
+      const saver = sceneSavers.get(card);
+      if (saver && saver.dirty) {
+        // Deleted in another window while this one holds an edit of it: the edit stays on screen.
+        clearTimeout(saver.timer);
+        notice(role(card, "notice"), "This scene was deleted in another window; your edit here is not saved. Copy what you need, or undo the delete there.", "warn");
+        card.classList.add("deleted-elsewhere");
+        return;
+      }
+      forget(card);
+      card.remove();
     });
     fresh.forEach((card) => {
       const mine = cardOf(card.dataset.scene);
@@ -406,10 +421,10 @@
   });
   board.addEventListener("keydown", (event) => {
     const handle = event.target.closest && event.target.closest('[data-role="handle"]');
-    if (!handle || !["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight"].includes(event.key)) return;
+    if (!handle || !event.altKey || !["ArrowUp", "ArrowDown"].includes(event.key)) return;
     event.preventDefault();
     const card = handle.closest('[data-testid="scene"]');
-    const step = event.key === "ArrowUp" || event.key === "ArrowLeft" ? -1 : 1;
+    const step = event.key === "ArrowUp" ? -1 : 1;
     move(card, Number(card.dataset.position) + step);
   });
 
@@ -463,7 +478,7 @@
     button.disabled = true;
     const result = await post(form.getAttribute("action"), formWith({}));
     button.disabled = false;
-    if (!result.ok) notice(role(card, "notice"), result.data.error || "The render could not be cancelled.");
+    if (!result.ok) notice(role(card, "notice"), result.data.error || "The render could not be cancelled.", result.status === 409 ? "warn" : "error");
   }
 
   async function insertCard(sceneUuid, order) {
@@ -475,7 +490,8 @@
       return null;
     }
     const fresh = content.querySelector('[data-testid="scene"]');
-    board.appendChild(fresh);
+    const already = cardOf(sceneUuid);  // another window's event may have brought it first
+    if (already) { forget(already); already.replaceWith(fresh); } else board.appendChild(fresh);
     setUp(fresh);
     if (order) applyOrder(order);
     figures();
@@ -543,14 +559,48 @@
   }
 
   // The story bible and the brief's own fields: saved as typed; every card's composed prompt follows.
+  // The state of the brief and its cast this page edits from: every bible save names it, and one made
+  // over someone else's newer save is refused with both versions shown, as for a scene.
+  const bible = document.getElementById("story-bible");
+  const bibleNotice = bible && role(bible, "bible-notice");
+  function showBibleConflict(saver, data) {
+    const label = (name) => {
+      const found = saver.form.querySelector(`[data-field="${name}"] label`);
+      return found ? found.textContent.replace(/:$/, "") : name;
+    };
+    notice(bibleNotice, data.error, "conflict", [
+      ["Keep mine", () => saver.save({ overwrite: "1" }), "bible-keep-mine"],
+      ["Take theirs", () => { saver.saved = saver.edits; location.reload(); }, "bible-take-theirs"],
+    ]);
+    const table = document.createElement("table");
+    table.dataset.testid = "bible-conflict-table";
+    const head = table.insertRow();
+    ["Field", "Theirs", "Yours"].forEach((text) => { const cell = document.createElement("th"); cell.textContent = text; head.appendChild(cell); });
+    data.differs.forEach((name) => {
+      const row = table.insertRow();
+      row.insertCell().textContent = label(name);
+      row.insertCell().textContent = shown(saver.form, name, data.theirs.fields[name]);
+      row.insertCell().textContent = shown(saver.form, name, data.yours.fields[name]);
+    });
+    bibleNotice.insertBefore(table, bibleNotice.children[1]);
+  }
+
   function setUpBibleForm(form, stateBox) {
     const saver = new Saver(form, {
       url: form.dataset.saveUrl,
       stateBox,
+      extra: () => ({ base_stamp: bible.dataset.stamp }),
+      onConflict: (data) => showBibleConflict(saver, data),
       onSaved: (data) => {
+        if (data.stamp) bible.dataset.stamp = data.stamp;
+        if (bibleNotice.classList.contains("conflict")) bibleNotice.hidden = true;
+        if (data.template !== undefined && String(data.template || "") !== bible.dataset.template) {
+          bible.dataset.template = String(data.template || "");
+          refreshBoardSoon();  // the cards' parameter fields follow the brief's workflow
+        }
         const version = data.bible_version || (data.brief && data.brief.bible_version);
-        const shown = document.querySelector('[data-role="bible-version"]');
-        if (version && shown && String(version) !== shown.textContent) { shown.textContent = version; refreshBoardSoon(); }
+        const shownVersion = document.querySelector('[data-role="bible-version"]');
+        if (version && shownVersion && String(version) !== shownVersion.textContent) { shownVersion.textContent = version; refreshBoardSoon(); }
         if (data.brief) document.querySelector('[data-role="brief-title"]').textContent = data.brief.title;
         if (data.character) {
           const item = form.closest('[data-testid="character"]');
@@ -732,17 +782,25 @@
     }
     refreshCard(card);
   });
+  // Another window saved the brief or its cast: the cards' composed prompts follow at once; this
+  // page's bible fields are not replaced under the writer, whose next save then shows both versions.
+  document.addEventListener("storycore:brief.changed", (event) => {
+    setTimeout(() => {
+      const busy = [...savers.values()].some((saver) => saver.inflight && (saver.form.dataset.role === "brief-form" || saver.form.dataset.role === "character-form"));
+      if (!bible || busy || event.detail.stamp === bible.dataset.stamp) return;
+      refreshBoardSoon();
+      notice(bibleNotice, "The story bible was changed in another window.", "warn", [
+        ["Reload to see it", async () => { if (await flushAll()) location.reload(); }, "bible-reload"],
+      ]);
+    }, 300);
+  });
   document.addEventListener("storycore:snapshot", () => {
     // A reconnect may have missed scene changes; the first snapshot is the page as loaded.
     snapshots += 1;
     if (snapshots > 1) { refreshBoardSoon(); refreshRunsSoon(); }
   });
 
-  cards().forEach((card) => {
-    setUp(card);
-    const image = card.querySelector('[data-role="image"]');
-    if (image) { card.dataset.frameUrl = image.getAttribute("src"); card.dataset.frameKind = image.dataset.kind || "image"; }
-  });
+  cards().forEach(setUp);
   const firstError = document.querySelector(".errorlist");
   if (firstError) firstError.scrollIntoView({ block: "center" });
 })();

@@ -12,8 +12,13 @@
         if (response.ok) {
           const status = await response.json();
           if (status.state !== box.dataset.state && !["queued", "running"].includes(status.state)) {
-            // Edits still on their way are saved first, so the reload loses none of them.
-            if (window.StoryCore) await window.StoryCore.flushAll();
+            // Edits still on their way are saved first, so the reload loses none of them; one that
+            // cannot be saved keeps the page (and its text) where it is, and says so.
+            if (window.StoryCore && !(await window.StoryCore.flushAll())) {
+              if (label) label.textContent = "Done — reload the page once your unsaved edit is saved";
+              box.dataset.state = status.state;
+              return;
+            }
             location.reload();
             return;
           }

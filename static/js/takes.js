@@ -53,6 +53,13 @@
       video.muted = true;
       return video;
     }
+    if (contentType && contentType.startsWith("audio/")) {
+      const audio = document.createElement("audio");
+      audio.src = url;
+      audio.controls = true;
+      audio.setAttribute("aria-label", alt);
+      return audio;
+    }
     const image = document.createElement("img");
     image.src = url;
     image.alt = alt;

@@ -157,14 +157,20 @@ def test_progress_and_thumbnails_come_from_the_newest_jobs(signed_in, writer, ha
     frames = {}
     for scene in scenes[:4]:
         frames[scene.position] = finish(render_services.render_job_submit(scene=scene, user=writer), backend)
-    # Scene 2 is retaken and the retake fails: not rendered now, yet its last good frame stays.
-    finish(render_services.render_job_submit(scene=scenes[1], user=writer), backend, state=JobState.FAILED)
-    # Scene 4's retake is still waiting: not rendered, its earlier frame shown.
-    render_services.render_job_submit(scene=scenes[3], user=writer)
+    # Scene 2 is retaken and the retake fails: still rendered (a take stands), its last good frame stays.
+    finish(
+        render_services.render_job_submit(scene=scenes[1], user=writer, again=True),
+        backend,
+        state=JobState.FAILED,
+    )
+    # Scene 4's retake is still waiting: rendered all the same, its earlier frame shown.
+    render_services.render_job_submit(scene=scenes[3], user=writer, again=True)
+    # Scene 1 has its final picked.
+    services.scene_pick_final(scene=scenes[0], job=RenderJob.objects.get(pk=frames[1].job_id))
 
     chunk = card(signed_in.get("/").content.decode(), "Night ferry")
 
-    assert 'data-scenes="5" data-rendered="2">2 of 5 rendered<' in chunk
+    assert 'data-scenes="5" data-rendered="4">4 of 5 rendered, 1 with a final<' in chunk
     assert "5 scenes" in chunk
     shown = re.findall(
         r'<img src="/artifacts/([0-9a-f-]+)/" loading="lazy" decoding="async" alt="([^"]+)"', chunk
