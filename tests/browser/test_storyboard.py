@@ -391,3 +391,34 @@ def test_a_render_of_every_output_kind_shows_each_in_its_card(studio, page, shot
     shot("every-output-kind")
     page.reload()  # drawn the same from the server
     expect(_board(page).nth(0).get_by_test_id("output")).to_have_count(5)
+
+
+def test_two_windows_editing_the_story_bible_never_overwrite_each_other(studio, browser, shot):
+    brief = _three_scenes(studio, title="Shared bible")
+    windows = []
+    for _ in range(2):
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        window = context.new_page()
+        sign_in(window, studio["stack"].web_url)
+        _open_editor(window, studio, brief)
+        windows.append(window)
+    one, two = windows
+    one.locator("[data-testid=brief-form] textarea[name=style]").fill("oil paint, heavy impasto")
+    expect(one.get_by_test_id("bible-save-state")).to_have_text("Saved")
+    # The other window is told, and its cards' composed prompts follow at once.
+    expect(two.get_by_test_id("bible-notice")).to_contain_text("changed in another window")
+    expect(two.get_by_test_id("scene").nth(0).get_by_test_id("composed-prompt")).to_contain_text("oil paint")
+    # Its own edit, made on the older bible, is refused with both versions, and nothing is lost.
+    two.locator("[data-testid=brief-form] textarea[name=style]").fill("pencil sketch")
+    conflict = two.get_by_test_id("bible-conflict-table")
+    expect(conflict).to_contain_text("oil paint, heavy impasto")
+    expect(conflict).to_contain_text("pencil sketch")
+    shot("bible-conflict", page=two)
+    brief.refresh_from_db()
+    assert brief.style == "oil paint, heavy impasto"
+    two.get_by_test_id("bible-keep-mine").click()
+    expect(two.get_by_test_id("bible-save-state")).to_have_text("Saved")
+    brief.refresh_from_db()
+    assert brief.style == "pencil sketch"
+    for window in windows:
+        window.context.close()
