@@ -33,7 +33,8 @@ class AsyncFileResponse(FileResponse):
 
 
 def file_response(request: HttpRequest, filelike: IO[bytes], **kwargs: Any) -> FileResponse:
-    """A FileResponse that streams under the handler serving `request`."""
-    if isinstance(request, ASGIRequest):
+    """A FileResponse that streams under the handler serving `request` (Django's, or the one a
+    REST framework Request wraps)."""
+    if isinstance(getattr(request, "_request", request), ASGIRequest):
         return AsyncFileResponse(filelike, **kwargs)
     return FileResponse(filelike, **kwargs)

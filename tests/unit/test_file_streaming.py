@@ -101,3 +101,16 @@ def test_file_response_streams_the_way_the_handler_serving_the_request_can(big_f
     asgi = file_response(ASGIRequest(scope, io.BytesIO()), open(big_file, "rb"))
     assert type(asgi) is AsyncFileResponse and asgi.is_async
     asgi.close()
+
+
+def test_an_api_download_streams_too_under_asgi(big_file):
+    """The REST API hands views its own Request, wrapping Django's: the download must see through it."""
+    from django.core.handlers.asgi import ASGIRequest
+    from rest_framework.request import Request
+
+    from storycore.responses import file_response
+
+    scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"", "headers": []}
+    response = file_response(Request(ASGIRequest(scope, io.BytesIO())), open(big_file, "rb"))
+    assert type(response) is AsyncFileResponse and response.is_async
+    response.close()
