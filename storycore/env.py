@@ -7,6 +7,7 @@ message naming the variable, never fall back to a default without saying so.
 import os
 import re
 import secrets
+import tempfile
 from pathlib import Path
 
 
@@ -89,7 +90,15 @@ def secret_key_from(name: str, keep_in: Path) -> str:
         return keep_in.read_text().strip()
     keep_in.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(50)
-    fd = os.open(keep_in, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key)
+    # Written whole under a name of its own, then linked into place: processes that start together
+    # on a fresh folder all end up with the one key that was linked first, never a half-written one.
+    fd, written = tempfile.mkstemp(dir=keep_in.parent, prefix=".secret_key.")
+    try:
+        with os.fdopen(fd, "w") as handle:  # mkstemp makes it readable by its owner only
+            handle.write(key)
+        os.link(written, keep_in)
+    except FileExistsError:
+        return keep_in.read_text().strip()
+    finally:
+        os.unlink(written)
     return key

@@ -38,9 +38,19 @@ def _jobs(api: httpx.Client, uuids: list[str]) -> list[dict]:
 
 
 def _assert_in_flight(api: httpx.Client, uuids: list[str], fault: str, *, on_a_backend: bool = True) -> None:
-    states = [job["state"] for job in _jobs(api, uuids)]
+    """Renders are out when the fault lands. Just after the render watcher came back, the queue may
+    not be dispatched yet: wait for a render to be on a backend again (never for the batch to end)."""
+    deadline = time.monotonic() + 20
+    while True:
+        states = [job["state"] for job in _jobs(api, uuids)]
+        out = any(state in ("dispatched", "running", "fetching") for state in states)
+        if out or not on_a_backend or time.monotonic() > deadline:
+            break
+        if all(state in TERMINAL for state in states):
+            break
+        time.sleep(0.2)
     if on_a_backend:
-        assert any(state in ("dispatched", "running", "fetching") for state in states), (fault, states)
+        assert out, (fault, states)
     assert any(state not in TERMINAL for state in states), (fault, states)
 
 

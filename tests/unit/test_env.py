@@ -1,3 +1,6 @@
+import multiprocessing
+from pathlib import Path
+
 import pytest
 
 from storycore.env import EnvError, env_bool, env_int, env_list, env_name_patterns, secret_key_from
@@ -49,3 +52,19 @@ def test_a_generated_secret_key_is_kept_private_and_reused(tmp_path, monkeypatch
     assert secret_key_from("SECRET_KEY", path) == first
     monkeypatch.setenv("SECRET_KEY", "from-env")
     assert secret_key_from("SECRET_KEY", path) == "from-env"
+
+
+def _key_in(path: str) -> str:
+    return secret_key_from("SECRET_KEY", Path(path))
+
+
+def test_processes_starting_together_on_a_fresh_folder_share_one_key(tmp_path, monkeypatch):
+    """The test stacks and a supervisor start processes at once: none may fail on a half-made key."""
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    path = tmp_path / "var" / "secret_key"
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        keys = pool.map(_key_in, [str(path)] * 32)
+    assert len(set(keys)) == 1
+    assert path.read_text() == keys[0]
+    assert path.stat().st_mode & 0o077 == 0
+    assert [p.name for p in path.parent.iterdir()] == ["secret_key"]  # no leftovers
