@@ -8,9 +8,7 @@ import asyncio
 import base64
 import io
 import sys
-import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 from channels.db import database_sync_to_async
@@ -25,6 +23,7 @@ from generation.models import Attempt, AttemptState, Backend, RenderJob
 from generation.providers.base import EventKind, ProgressEvent
 from generation.watcher import BackendWatch, Watcher
 from storycore.valkey import valkey_server_argv
+from tests.integration.test_comfyui_reliability import watcher_running
 from tests.stack import free_port, running
 
 pytestmark = pytest.mark.integration
@@ -67,20 +66,6 @@ def live(settings, valkey_url):
     settings.LIVE_ACCESS_RECHECK_INTERVAL = 0.2
     settings.LIVE_PREVIEW_MIN_INTERVAL_S = 0.3
     return settings
-
-
-@contextmanager
-def watcher_running():
-    """The render watcher on its own event loop in a thread, as `manage.py render_watcher` runs it."""
-    loop = asyncio.new_event_loop()
-    watcher = Watcher(workers=4)
-    thread = threading.Thread(target=loop.run_until_complete, args=(watcher.run(),), daemon=True)
-    thread.start()
-    try:
-        yield watcher
-    finally:
-        loop.call_soon_threadsafe(watcher.stopping.set)
-        thread.join(30)
 
 
 def _communicator(brief, user) -> WebsocketCommunicator:
